@@ -1,0 +1,270 @@
+"""LightningDataModules for Fashion-MNIST, Kuzushiji-49, MNIST and KMNIST, held in memory as uint8 tensors.
+
+    from fashion_lab import FashionMNISTDataModule
+    dm = FashionMNISTDataModule(batch_size=32)   # the seed: x / 255, validation_split=0.2
+    dm.prepare_data(); dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))     # float32 (32, 1, 28, 28) in [0, 1], int64 (32,)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import datasets
+
+from fashion_lab.sources import DataError, candidates, download, find, read_idx, read_npz
+
+
+class InMemoryImages(Dataset):
+    """uint8 images (N, 28, 28) and int64 labels (N,) that are indexed a whole batch at a time.
+
+    `__getitems__` lets the standard DataLoader fetch a batch with one tensor index instead of N item calls;
+    the float conversion happens per batch, so the set itself stays uint8 (1 byte per pixel).
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, mean: float = 0.0, std: float = 1.0) -> None:
+        self.images, self.labels, self.mean, self.std = images, labels, mean, std
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        idx = torch.as_tensor(indices)
+        x = self.images[idx].unsqueeze(1).float().div_(255.0)  # (B, 1, 28, 28), the seed's x / 255
+        if self.mean or self.std != 1.0:
+            x = x.sub_(self.mean).div_(self.std)
+        return x, self.labels[idx]
+
+
+def _batch_as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """`collate_fn` for `__getitems__` datasets: the batch is already stacked (module-level so workers can pickle it)."""
+    return batch
+
+
+class EpochShuffler(Sampler[int]):
+    """A permutation drawn from `seed + epoch`, so every epoch's order is reproducible, also after a resume.
+
+    torch's RandomSampler draws epoch after epoch from one generator, so a run resumed at epoch 3 would shuffle
+    differently from one that never stopped. Lightning calls `set_epoch` here as it does on a DistributedSampler.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def mean_std(images: Tensor) -> tuple[float, float]:
+    """Exact pixel mean and std in [0, 1] units from a 256-bin histogram: no float copy of the set."""
+    counts = torch.bincount(images.flatten(), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    mean = (counts * values).sum() / counts.sum()
+    var = (counts * (values - mean) ** 2).sum() / counts.sum()
+    return mean.item(), var.sqrt().item()
+
+
+class ImageDataModule(L.LightningDataModule):
+    """One base for 28×28 grey-scale classification sets; a subclass only sets the class attributes below.
+
+    Args:
+        data_dir: where to look for the files first, and where downloads go (torchvision's `<data_dir>/<name>/raw/`).
+        batch_size: samples per batch (Keras' default 32).
+        val_split: fraction of the training file held out for validation, as Keras' `validation_split`; 0 = none.
+        split: "keras" holds out the LAST `val_split` of the file, exactly as Keras does; "random" a seeded draw.
+        seed: seeds the "random" split and the training shuffle (each epoch's order is `seed + epoch`).
+        download: fetch missing files from the official mirrors (md5-checked).
+        normalize: standardise pixels with the training split's mean and std; off, like the seed's `x / 255`.
+        num_workers: DataLoader worker processes; 0 is fastest here because a batch is one tensor index.
+    """
+
+    name: ClassVar[str]  # folder under data_dir, as in torchvision: <data_dir>/<name>/raw/
+    classes: ClassVar[tuple[str, ...]]
+    mirrors: ClassVar[tuple[str, ...]]
+    # (file name as published, md5 of that file): train images, train labels, test images, test labels
+    resources: ClassVar[tuple[tuple[str, str], ...]]
+    local_copies: ClassVar[tuple[str, ...]] = ()  # other places a copy is often installed, searched after data_dir
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 32,
+        val_split: float = 0.2,
+        split: Literal["keras", "random"] = "keras",
+        seed: int = 42,
+        download: bool = True,
+        normalize: bool = False,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if not 0.0 <= val_split < 1.0:
+            raise ValueError(f"val_split must be in [0, 1) (a fraction; 0 = no validation set), got {val_split!r}.")
+        if split not in ("keras", "random"):
+            raise ValueError(f"split must be one of 'keras', 'random', got {split!r}.")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers!r}.")
+        self.save_hyperparameters()
+        self.data_dir = Path(data_dir).expanduser()
+        self.batch_size, self.val_split, self.split, self.seed = batch_size, val_split, split, seed
+        self.download, self.normalize, self.num_workers = download, normalize, num_workers
+        self.train_set = self.val_set = self.test_set = None
+        self.mean, self.std = 0.0, 1.0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def search_dirs(self) -> list[Path]:
+        """Folders searched for each file, in order: data_dir, torchvision's layout in it, known local copies."""
+        return [self.data_dir, self.data_dir / self.name / "raw", *map(Path, self.local_copies)]
+
+    def prepare_data(self) -> None:
+        """Make sure every file exists locally: found in `search_dirs`, or downloaded (md5-checked)."""
+        for file_name, md5 in self.resources:
+            if find(file_name, self.search_dirs) is None:
+                if not self.download:
+                    raise self._missing(file_name)
+                dest = self.data_dir / self.name / "raw" / file_name
+                download([m + file_name for m in self.mirrors], dest, md5)
+
+    def setup(self, stage: str) -> None:
+        """Load the split(s) `stage` needs into uint8 tensors, once."""
+        if stage in ("fit", "validate") and self.train_set is None:
+            images, labels = self._load(0)
+            n_train = int(len(labels) * (1.0 - self.val_split))  # Keras: split_at = int(n * (1 - validation_split))
+            if self.split == "random":
+                order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
+                images, labels = images[order], labels[order]
+            if self.normalize:
+                self.mean, self.std = mean_std(images[:n_train])
+            self.train_set = InMemoryImages(images[:n_train], labels[:n_train], self.mean, self.std)
+            self.val_set = InMemoryImages(images[n_train:], labels[n_train:], self.mean, self.std)
+        if stage in ("test", "predict") and self.test_set is None:
+            if self.normalize and self.train_set is None:
+                self.setup("fit")  # the test set is standardised with the training split's statistics
+            self.test_set = InMemoryImages(*self._load(2), self.mean, self.std)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, EpochShuffler(len(self.train_set), self.seed))
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set) if len(self.val_set) else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+    def _loader(self, dataset: InMemoryImages, sampler: Sampler | None = None) -> DataLoader:
+        # A standard DataLoader (so Lightning can swap in a DistributedSampler); never drop_last on val/test.
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            collate_fn=_batch_as_is,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _load(self, first: int) -> tuple[Tensor, Tensor]:
+        """Read resources[first] (images) and resources[first + 1] (labels), checked, as uint8 / int64 tensors."""
+        (image_file, _), (label_file, _) = self.resources[first : first + 2]
+        image_path, label_path = self._path(image_file), self._path(label_file)
+        if image_path.suffix == ".npz":
+            images, labels = read_npz(image_path, ndim=3), read_npz(label_path, ndim=1)
+        else:
+            images, labels = read_idx(image_path, "images"), read_idx(label_path, "labels")
+        if images.shape[1:] != (28, 28):
+            raise DataError(f"{image_path} holds images of shape {images.shape[1:]}, expected 28×28.")
+        if len(images) != len(labels):
+            raise DataError(
+                f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels. "
+                "Fix: the two files must come from the same release; download them again."
+            )
+        if len(labels) and not 0 <= labels.min() <= labels.max() < self.num_classes:
+            raise DataError(
+                f"{label_path} has labels in {labels.min()}..{labels.max()}, expected 0..{self.num_classes - 1} "
+                f"for {self.name}'s {self.num_classes} classes. Fix: use the data module that matches the files."
+            )
+        images = images if images.flags.writeable else images.copy()  # IDX arrays view the read-only file bytes
+        return torch.from_numpy(images), torch.from_numpy(labels.astype("int64"))
+
+    def _path(self, file_name: str) -> Path:
+        path = find(file_name, self.search_dirs)
+        if path is None:
+            raise self._missing(file_name)
+        return path
+
+    def _missing(self, file_name: str) -> DataError:
+        looked = ", ".join(str(p) for p in candidates(file_name, self.search_dirs))
+        return DataError(
+            f"{self.name} file {file_name} not found (looked for {looked}). "
+            f"Fix: run with download=True (--data.download true), or copy the files into {self.data_dir}/."
+        )
+
+
+class FashionMNISTDataModule(ImageDataModule):
+    """Zalando's Fashion-MNIST: 60,000 train / 10,000 test, 10 clothing classes."""
+
+    name = "FashionMNIST"
+    classes = tuple(datasets.FashionMNIST.classes)
+    mirrors = tuple(datasets.FashionMNIST.mirrors)
+    resources = tuple(datasets.FashionMNIST.resources)
+    # Debian's `dataset-fashion-mnist` package, and Keras' download cache
+    local_copies = ("/usr/share/datasets/fashion-mnist", "~/.keras/datasets/fashion-mnist")
+
+
+class MNISTDataModule(ImageDataModule):
+    """LeCun's hand-written digits: 60,000 train / 10,000 test."""
+
+    name = "MNIST"
+    classes = tuple(datasets.MNIST.classes)
+    mirrors = tuple(datasets.MNIST.mirrors)
+    resources = tuple(datasets.MNIST.resources)
+    local_copies = ("~/.keras/datasets",)
+
+
+class KMNISTDataModule(ImageDataModule):
+    """Kuzushiji-MNIST: 10 cursive hiragana, 60,000 train / 10,000 test."""
+
+    name = "KMNIST"
+    classes = tuple(datasets.KMNIST.classes)
+    mirrors = tuple(datasets.KMNIST.mirrors)
+    resources = tuple(datasets.KMNIST.resources)
+
+
+class K49DataModule(ImageDataModule):
+    """Kuzushiji-49: 232,365 train / 38,547 test, 49 imbalanced classes (report balanced accuracy)."""
+
+    name = "K49"
+    # k49_classmap.csv: 48 hiragana in gojūon order, then the iteration mark ゝ
+    classes = tuple("あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわゐゑをんゝ")
+    mirrors = ("http://codh.rois.ac.jp/kmnist/dataset/k49/",)
+    # Upstream publishes no checksums; these are a mirror's md5s of the current (post-2019-02-05) files.
+    resources = (
+        ("k49-train-imgs.npz", "7ac088b20481cf51dcd01ceaab89d821"),
+        ("k49-train-labels.npz", "44a8e1b893f81e63ff38d73cad420f7a"),
+        ("k49-test-imgs.npz", "d352e201d846ce6b94f42c990966f374"),
+        ("k49-test-labels.npz", "4da6f7a62e67a832d5eb1bd85c5ee448"),
+    )
