@@ -1,9 +1,9 @@
 """LightningDataModules for Fashion-MNIST, Kuzushiji-49, MNIST and KMNIST, held in memory as uint8 tensors.
 
-    from fashion_lab import FashionMNISTDataModule
-    dm = FashionMNISTDataModule(batch_size=32)   # the seed: x / 255, validation_split=0.2
-    dm.prepare_data(); dm.setup("fit")
-    x, y = next(iter(dm.train_dataloader()))     # float32 (32, 1, 28, 28) in [0, 1], int64 (32,)
+from fashion_lab import FashionMNISTDataModule
+dm = FashionMNISTDataModule(batch_size=32)   # the seed: x / 255, validation_split=0.2
+dm.prepare_data(); dm.setup("fit")
+x, y = next(iter(dm.train_dataloader()))     # float32 (32, 1, 28, 28) in [0, 1], int64 (32,)
 """
 
 from __future__ import annotations
@@ -51,6 +51,17 @@ def _batch_as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     return batch
 
 
+class MiniBatches:
+    """`collate_fn` cutting one fetched batch into `batch_size` mini-batches: Keras' `steps_per_execution`."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+
+    def __call__(self, batch: tuple[Tensor, Tensor]) -> list[tuple[Tensor, Tensor]]:
+        x, y = batch
+        return list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+
+
 class EpochShuffler(Sampler[int]):
     """A permutation drawn from `seed + epoch`, so every epoch's order is reproducible, also after a resume.
 
@@ -93,6 +104,9 @@ class ImageDataModule(L.LightningDataModule):
         download: fetch missing files from the official mirrors (md5-checked).
         normalize: standardise pixels with the training split's mean and std; off, like the seed's `x / 255`.
         num_workers: DataLoader worker processes; 0 is fastest here because a batch is one tensor index.
+        steps_per_execution: as in Keras' `compile(steps_per_execution=...)`: each training batch is a list of this
+            many `batch_size` mini-batches (same order, same optimizer updates), so the framework's per-step cost is
+            paid once per list; 1 gives plain `(x, y)` batches. Val/test batches are `batch_size × this` in one piece.
     """
 
     name: ClassVar[str]  # folder under data_dir, as in torchvision: <data_dir>/<name>/raw/
@@ -112,6 +126,7 @@ class ImageDataModule(L.LightningDataModule):
         download: bool = True,
         normalize: bool = False,
         num_workers: int = 0,
+        steps_per_execution: int = 1,
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size <= 0:
@@ -122,10 +137,13 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"split must be one of 'keras', 'random', got {split!r}.")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers!r}.")
+        if not isinstance(steps_per_execution, int) or steps_per_execution <= 0:
+            raise ValueError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
         self.save_hyperparameters()
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.val_split, self.split, self.seed = batch_size, val_split, split, seed
         self.download, self.normalize, self.num_workers = download, normalize, num_workers
+        self.steps_per_execution = steps_per_execution
         self.train_set = self.val_set = self.test_set = None
         self.mean, self.std = 0.0, 1.0
 
@@ -165,7 +183,10 @@ class ImageDataModule(L.LightningDataModule):
             self.test_set = InMemoryImages(*self._load(2), self.mean, self.std)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, EpochShuffler(len(self.train_set), self.seed))
+        sampler = EpochShuffler(len(self.train_set), self.seed)
+        if self.steps_per_execution == 1:
+            return self._loader(self.train_set, sampler=sampler)
+        return self._loader(self.train_set, sampler=sampler, collate_fn=MiniBatches(self.batch_size))
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set) if len(self.val_set) else []
@@ -176,13 +197,11 @@ class ImageDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set)
 
-    def _loader(self, dataset: InMemoryImages, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, dataset: InMemoryImages, **kwargs) -> DataLoader:
         # A standard DataLoader (so Lightning can swap in a DistributedSampler); never drop_last on val/test.
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            collate_fn=_batch_as_is,
+            **{"batch_size": self.batch_size * self.steps_per_execution, "collate_fn": _batch_as_is, **kwargs},
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -259,7 +278,9 @@ class K49DataModule(ImageDataModule):
 
     name = "K49"
     # k49_classmap.csv: 48 hiragana in gojūon order, then the iteration mark ゝ
-    classes = tuple("あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわゐゑをんゝ")
+    classes = tuple(
+        "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわゐゑをんゝ"
+    )
     mirrors = ("http://codh.rois.ac.jp/kmnist/dataset/k49/",)
     # Upstream publishes no checksums; these are a mirror's md5s of the current (post-2019-02-05) files.
     resources = (
