@@ -47,7 +47,7 @@ class InMemoryImages(Dataset):
 
 
 def _batch_as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """`collate_fn` for `__getitems__` datasets: the batch is already stacked (module-level so workers can pickle it)."""
+    """`collate_fn` for `__getitems__` datasets: the batch is already stacked (module-level: workers pickle it)."""
     return batch
 
 
