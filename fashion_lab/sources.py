@@ -39,32 +39,28 @@ def find(file_name: str, dirs: Sequence[str | Path]) -> Path | None:
     return next((p for p in candidates(file_name, dirs) if p.is_file()), None)
 
 
-def download(
-    urls: Sequence[str],
-    dest: Path,
-    md5: str,
-    *,
-    timeout: float = 30.0,
-    retries: int = 3,
-    backoff: float = 1.0,
-) -> Path:
+# Download policy: seconds a stalled connection may stay silent, tries per mirror, first backoff (doubled each retry).
+TIMEOUT_S, RETRIES, BACKOFF_S = 30.0, 3, 1.0
+
+
+def download(urls: Sequence[str], dest: Path, md5: str) -> Path:
     """Download to `dest` through a temporary file that is renamed only once its md5 matches.
 
     Written by hand because torchvision's `download_url` streams straight into the final name with no timeout:
     a stalled server hangs it and an interrupted download is left behind looking like a real file.
-    Each mirror is tried `retries` times with exponential backoff; the rename is atomic, so two processes
+    Each mirror is tried RETRIES times with exponential backoff; the rename is atomic, so two processes
     downloading into the same folder at once both end with a complete file.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        for attempt in range(retries):
+        for attempt in range(RETRIES):
             if attempt:
-                time.sleep(backoff * 2 ** (attempt - 1))
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    got = _fetch(url, f, timeout)
+                    got = _fetch(url, f, TIMEOUT_S)
                 if got != md5:
                     raise DataError(f"md5 {got} != expected {md5}")
                 os.replace(tmp, dest)
@@ -74,7 +70,7 @@ def download(
             finally:
                 Path(tmp).unlink(missing_ok=True)
     raise DataError(
-        f"Could not download {dest.name} after {retries} tries per mirror ({'; '.join(errors[-len(urls) :])}). "
+        f"Could not download {dest.name} after {RETRIES} tries per mirror ({'; '.join(errors[-len(urls) :])}). "
         f"Fix: check your connection and retry, or place the file yourself in {dest.parent}/."
     )
 
