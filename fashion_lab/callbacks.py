@@ -1,0 +1,104 @@
+"""TensorBoard figures: confusion matrices, the most-confused pairs, sample inputs and misclassified test images.
+
+trainer = L.Trainer(logger=TensorBoardLogger("runs"), callbacks=[TensorBoardFigures()])
+With another logger, or none, the callback does nothing (training is never slowed or broken by it).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, most_confused
+
+
+class TensorBoardFigures(L.Callback):
+    """Every validation epoch (not the sanity check) and at test: `<stage>/confusion_matrix` figure and
+    `<stage>/most_confused` text; once: `train/sample_inputs`; at test: `test/misclassified` ("pred / true").
+
+    Reads the predictions that the model's validation/test steps return, and the model's `class_names`.
+
+    Args:
+        max_images: images in each grid.
+        top_confused: pairs listed in the most-confused text.
+    """
+
+    def __init__(self, max_images: int = 32, top_confused: int = 5) -> None:
+        if not isinstance(max_images, int) or max_images <= 0:
+            raise ValueError(f"max_images={max_images!r} is out of range; allowed: a positive integer.")
+        if not isinstance(top_confused, int) or top_confused <= 0:
+            raise ValueError(f"top_confused={top_confused!r} is out of range; allowed: a positive integer.")
+        self.max_images, self.top_confused = max_images, top_confused
+        self.writer = self.confmat = None
+        self.wrong_images: list[Tensor] = []
+        self.wrong_titles: list[str] = []
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        self.writer = logger.experiment if logger is not None and trainer.is_global_zero else None
+        self.confmat = MulticlassConfusionMatrix(pl_module.hparams.num_classes).to(pl_module.device)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if self.writer is None or batch_idx or trainer.current_epoch:
+            return
+        x, y = batch[0] if isinstance(batch[0], (list, tuple)) else batch  # a steps_per_execution list: its first
+        names = pl_module.class_names
+        titles = [names[i] for i in y[: self.max_images].tolist()]
+        self.writer.add_figure(
+            "train/sample_inputs", image_grid_figure(x[: self.max_images], titles), trainer.global_step
+        )
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.confmat.reset()
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
+    ) -> None:
+        if self.writer is not None and not trainer.sanity_checking:
+            self.confmat.update(outputs, batch[1])
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.writer is not None and not trainer.sanity_checking:
+            self._log_confusion("val", trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.confmat.reset()
+        self.wrong_images, self.wrong_titles = [], []
+
+    def on_test_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
+    ) -> None:
+        if self.writer is None:
+            return
+        x, y = batch
+        self.confmat.update(outputs, y)
+        room = self.max_images - len(self.wrong_titles)
+        if room > 0:
+            wrong = (outputs != y).nonzero().flatten()[:room]
+            names = pl_module.class_names
+            self.wrong_images.append(x[wrong].cpu())
+            self.wrong_titles += [
+                f"{names[p]} / {names[t]}" for p, t in zip(outputs[wrong].tolist(), y[wrong].tolist(), strict=True)
+            ]
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.writer is None:
+            return
+        self._log_confusion("test", trainer, pl_module)
+        if self.wrong_titles:
+            figure = image_grid_figure(torch.cat(self.wrong_images), self.wrong_titles)
+            self.writer.add_figure("test/misclassified", figure, trainer.global_step)
+
+    def _log_confusion(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        confmat, names = self.confmat.compute(), pl_module.class_names
+        title = f"{stage} confusion matrix, epoch {trainer.current_epoch}"
+        self.writer.add_figure(
+            f"{stage}/confusion_matrix", confusion_matrix_figure(confmat, names, title), trainer.global_step
+        )
+        pairs = most_confused(confmat, names, self.top_confused)
+        # Markdown list: TensorBoard's text plugin renders it, one pair per line
+        self.writer.add_text(f"{stage}/most_confused", "\n".join(f"- {p}" for p in pairs), trainer.global_step)
+        self.confmat.reset()
