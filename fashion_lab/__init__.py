@@ -1,5 +1,6 @@
 """fashion_lab: the Keras Fashion-MNIST / Kuzushiji-49 MLP study, done properly in PyTorch Lightning."""
 
+from fashion_lab.callbacks import TensorBoardFigures
 from fashion_lab.data import (
     FashionMNISTDataModule,
     ImageDataModule,
@@ -7,6 +8,7 @@ from fashion_lab.data import (
     KMNISTDataModule,
     MNISTDataModule,
 )
+from fashion_lab.model import MLPClassifier, NonFiniteLossError
 from fashion_lab.sources import DataError
 
 __all__ = [
@@ -15,5 +17,8 @@ __all__ = [
     "ImageDataModule",
     "K49DataModule",
     "KMNISTDataModule",
+    "MLPClassifier",
     "MNISTDataModule",
+    "NonFiniteLossError",
+    "TensorBoardFigures",
 ]
