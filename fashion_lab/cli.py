@@ -1,0 +1,132 @@
+"""The command line (LightningCLI): `python -m fashion_lab.cli fit|validate|test|predict`, or `fashion-lab ...`.
+
+python -m fashion_lab.cli fit                                    # the seed: Fashion-MNIST, 5 epochs, then test
+python -m fashion_lab.cli fit --config configs/k49.yaml          # the seed's homework: Kuzushiji-49
+python -m fashion_lab.cli fit --model.loss mse --data.val_split 0.1
+python -m fashion_lab.cli predict --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
+tensorboard --logdir lightning_logs
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from fashion_lab.callbacks import TensorBoardFigures
+from fashion_lab.data import FashionMNISTDataModule, ImageDataModule
+from fashion_lab.model import MLPClassifier
+from fashion_lab.predictions import CSVPredictionWriter
+from fashion_lab.sources import DataError
+
+# Mistakes in a config, a data file, a folder or a checkpoint: one line, not a traceback (FASHION_LAB_DEBUG=1 shows it).
+# ValueError covers every constructor's argument check; bugs (other RuntimeErrors) keep their traceback.
+USER_ERRORS = (DataError, ValueError, OSError)
+
+
+class FashionLabCLI(LightningCLI):
+    """LightningCLI with the seed's defaults, `num_classes` linked from data to model, and a test after `fit`."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="fit only: evaluate the test set with the best checkpoint when training ends, as Keras' evaluate",
+        )
+        parser.set_defaults({"data": {"class_path": f"{FashionMNISTDataModule.__module__}.FashionMNISTDataModule"}})
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand == "fit":
+            self._resume_last_run(self.config.fit)
+
+    def before_fit(self) -> None:
+        if not self.datamodule.val_split:  # no validation set: nothing to rank by, keep last.ckpt only
+            self.trainer.callbacks = [cb for cb in self.trainer.callbacks if getattr(cb, "monitor", None) is None]
+
+    def after_fit(self) -> None:
+        if not self.config.fit.test_after_fit or self.trainer.interrupted:
+            return
+        ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        (scores,) = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None, verbose=False)
+        print(
+            f"Test ({'checkpoint ' + os.path.basename(ckpt) if ckpt else 'last weights'}): "
+            f"loss {scores['test/loss']:.4f} - acc {scores['test/acc']:.4f} - "
+            f"balanced acc {scores['test/balanced_acc']:.4f}"
+        )
+
+    @staticmethod
+    def _resume_last_run(config: Namespace) -> None:
+        """`fit --ckpt_path last`: the newest run's last.ckpt, continuing in that run's folder and TensorBoard run.
+
+        Lightning resolves "last" inside the *new* run's empty checkpoint folder, so without this a resumed fit
+        would silently start from scratch.
+        """
+        logger = config.trainer.logger
+        args = getattr(logger, "init_args", None)
+        if config.ckpt_path is None or args is None or not str(getattr(logger, "class_path", "")).endswith("Logger"):
+            return
+        runs = Path(args.save_dir) / args.name
+        if config.ckpt_path == "last":
+            found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
+            if not found:
+                raise FileNotFoundError(
+                    f"--ckpt_path last: no {runs}/version_*/checkpoints/last.ckpt to resume. "
+                    "Fix: start without --ckpt_path, or give the path of a checkpoint."
+                )
+            config.ckpt_path = str(found[-1])
+        ckpt = Path(config.ckpt_path)
+        if ckpt.parent.name == "checkpoints" and ckpt.parent.parent.parent.resolve() == runs.resolve():
+            args.version = ckpt.parent.parent.name  # keep logging into the run that is being resumed
+
+
+def checkpoint_callbacks() -> list[ModelCheckpoint]:
+    """The best epoch by validation accuracy, and `last.ckpt` rewritten every epoch for `fit --ckpt_path last`.
+
+    Two callbacks because Lightning 2.6 rewrites a `save_last` checkpoint only in epochs that also save a top-k one.
+    """
+    best = ModelCheckpoint(
+        monitor="val/acc",
+        mode="max",
+        filename="epoch={epoch}-val_acc={val/acc:.4f}",
+        auto_insert_metric_name=False,
+    )
+    return [best, ModelCheckpoint(filename="last", enable_version_counter=False)]
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
+    """Build (and by default run) the CLI; mistakes exit with one line on stderr and status 1."""
+    try:
+        return FashionLabCLI(
+            MLPClassifier,
+            ImageDataModule,
+            subclass_mode_data=True,
+            seed_everything_default=42,
+            trainer_defaults={
+                "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
+                "logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
+                },
+                "callbacks": [*checkpoint_callbacks(), TensorBoardFigures(), CSVPredictionWriter()],
+            },
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+        )
+    except USER_ERRORS as e:
+        if os.environ.get("FASHION_LAB_DEBUG"):
+            raise
+        print(f"error: {e}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,161 @@
+"""`python -m fashion_lab.cli`: configs, fit → test, predict CSV, resume, and a real-data run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fashion_lab.cli import cli_main
+from fashion_lab.synthetic import write_idx_set
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+SEED = REPO / "configs" / "fashion_mnist.yaml"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder as the current directory, with small synthetic MNIST files in data/."""
+    write_idx_set(tmp_path / "data", n_train=250, n_test=60)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+SYNTHETIC = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_config_parses(config: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", str(SEED), "--config", str(config), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    overlay = yaml.safe_load(config.read_text())
+    for key, value in overlay.get("model", {}).items():
+        assert printed["model"][key] == value, key
+    assert printed["trainer"]["max_epochs"] == 5
+
+
+def test_defaults_are_the_seed_config(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--print_config"])
+    defaults = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(SEED), "--print_config"])
+    assert capsys.readouterr().out == defaults
+
+
+def test_data_class_choice_links_num_classes(tmp_path: Path) -> None:
+    cli = cli_main(["--data", "K49DataModule", "--data.data_dir", str(tmp_path)], run=False)
+    assert cli.model.hparams.num_classes == 49 and cli.model.class_names[48] == "ゝ"
+    assert sum(p.numel() for p in cli.model.parameters()) == 106_801
+
+
+def test_fit_fast_dev_run(workdir: Path) -> None:
+    cli = cli_main(["fit", *SYNTHETIC, "--trainer.fast_dev_run", "true", *QUIET])
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+
+
+def run_fit(*extra: str) -> None:
+    cli_main(["fit", *SYNTHETIC, "--data.batch_size", "25", "--trainer.max_epochs", "2", *QUIET, *extra])
+
+
+def test_fit_then_test_writes_run_folder(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    run_fit()
+    out = capsys.readouterr().out
+    assert "Test (checkpoint epoch=" in out and "balanced acc" in out
+    run = workdir / "lightning_logs" / "version_0"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["class_path"] == "fashion_lab.MNISTDataModule" and saved["trainer"]["max_epochs"] == 2
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints and any(name.startswith("epoch=") for name in checkpoints)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in run.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"train/loss", "val/acc", "test/acc", "test/balanced_acc"} <= tags
+
+
+def test_no_test_after_fit(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    run_fit("--test_after_fit", "false")
+    assert "Test (" not in capsys.readouterr().out
+
+
+def test_predict_writes_csv(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    run_fit()
+    ckpt = workdir / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    cli_main(["predict", *SYNTHETIC, *QUIET, "--ckpt_path", str(ckpt)])
+    out = capsys.readouterr().out
+    assert "Predict: [" in out and "Actual:  [0, 1, 2, 3" in out
+    rows = list(csv.DictReader((workdir / "lightning_logs" / "version_1" / "predictions.csv").open()))
+    assert len(rows) == 60 and list(rows[0]) == ["index", "pred", "pred_name", "prob", "true", "true_name"]
+    assert [int(r["true"]) for r in rows[:12]] == [*range(10), 0, 1]  # synthetic labels cycle 0..9
+    assert rows[3]["true_name"] == "3 - three" and 0.0 < float(rows[0]["prob"]) <= 1.0
+    assert all(r["pred_name"] == f"{r['pred']} - " + r["pred_name"].split(" - ")[1] for r in rows)
+
+
+def test_resume_from_last_continues_the_same_run(workdir: Path) -> None:
+    run_fit("--trainer.max_epochs", "1")
+    last = workdir / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 0
+    cli = cli_main(
+        [
+            "fit",
+            *SYNTHETIC,
+            "--data.batch_size",
+            "25",
+            *QUIET,
+            "--trainer.max_epochs",
+            "3",
+            "--ckpt_path",
+            "last",
+            "--test_after_fit",
+            "false",
+        ]
+    )
+    assert cli.trainer.current_epoch == 3 and cli.trainer.global_step == 3 * 8  # 200 train images / 25
+    assert not (workdir / "lightning_logs" / "version_1").exists()  # the resumed run keeps its folder
+    resumed = torch.load(last, weights_only=False)
+    assert (resumed["epoch"], resumed["global_step"]) == (2, 24)
+
+
+def test_resume_last_without_runs_fails_clearly(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *SYNTHETIC, "--ckpt_path", "last"])
+    assert exit_info.value.code == 1
+    assert "no lightning_logs/version_*/checkpoints/last.ckpt to resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="apt-get install dataset-fashion-mnist"
+)
+def test_real_one_epoch_fit_subprocess(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "fashion_lab.cli", "fit", "--trainer.max_epochs", "1", *QUIET],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("Test ("))
+    acc = float(line.split(" - acc ")[1].split()[0])
+    assert acc >= 0.80, line
+    run = tmp_path / "lightning_logs" / "version_0"
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert list(run.glob("events.out.tfevents.*"))

@@ -1,0 +1,61 @@
+"""The README's promises: its import example runs, and scripts/reproduce_seed.py --quick writes the report."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.real_data,
+    pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist"),
+]
+
+
+def test_readme_example_runs(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"<!-- example: .*? -->\n```python\n(.*?)```", readme, re.S).group(1)
+    assert "from fashion_lab import" in code and len(code.splitlines()) <= 12
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) >= 0.80
+    assert list((tmp_path / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
+
+
+def test_reproduce_seed_quick(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "reproduce_seed.py"), "--quick", "--out", str(tmp_path / "reports")],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "reports" / "seed_study.md").read_text(encoding="utf-8")
+    assert "| logits (Dense) | (None, 10) | 1,290 | 128 inputs × 10 units + 10 biases |" in report
+    assert "**101,770**" in report
+    for section in (
+        "Q2: which",
+        "Q7 loss",
+        "Q5 regularization",
+        "Q6 dropout",
+        "Q4 activation",
+        "Homework: Kuzushiji-49",
+    ):
+        assert f"## {section}" in report
+    pitfall = re.search(r"\| mse, raw integer label \(the pitfall\) \| ([0-9.]+) \|", report).group(1)
+    seed = re.search(r"\| cross_entropy \(seed\) \| ([0-9.]+) \|", report).group(1)
+    assert float(pitfall) < 0.2 < 0.7 < float(seed)
+    assert re.search(r"- \d+ × [\w/ -]+ predicted as [\w/ -]+", report)
+    for png in ("confusion_matrix.png", "weight_histograms.png"):
+        assert (tmp_path / "reports" / png).read_bytes()[:4] == b"\x89PNG"
