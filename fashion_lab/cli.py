@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fashion_lab.callbacks import TensorBoardFigures
-from fashion_lab.data import FashionMNISTDataModule, ImageDataModule
+from fashion_lab.data import ImageDataModule
 from fashion_lab.model import MLPClassifier
 from fashion_lab.predictions import CSVPredictionWriter
 from fashion_lab.sources import DataError
@@ -40,7 +40,11 @@ class FashionLabCLI(LightningCLI):
             default=True,
             help="fit only: evaluate the test set with the best checkpoint when training ends, as Keras' evaluate",
         )
-        parser.set_defaults({"data": {"class_path": f"{FashionMNISTDataModule.__module__}.FashionMNISTDataModule"}})
+        # Keras' steps_per_execution: 32 batch-32 optimizer steps per Lightning step, the same updates at a third of
+        # the wall time (the framework's per-step cost dominates for this 0.1M-parameter MLP). 1 = plain batches.
+        parser.set_defaults(
+            {"data": {"class_path": "fashion_lab.FashionMNISTDataModule", "init_args": {"steps_per_execution": 32}}}
+        )
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand == "fit":
@@ -100,6 +104,18 @@ def checkpoint_callbacks() -> list[ModelCheckpoint]:
     return [best, ModelCheckpoint(filename="last", enable_version_counter=False)]
 
 
+def trainer_defaults() -> dict:
+    """The seed's 5 epochs, TensorBoard in ./lightning_logs, and callbacks that every run keeps."""
+    return {
+        "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
+        "logger": {
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
+        },
+        "callbacks": [*checkpoint_callbacks(), TensorBoardFigures(), CSVPredictionWriter()],
+    }
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
     """Build (and by default run) the CLI; mistakes exit with one line on stderr and status 1."""
     try:
@@ -108,14 +124,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
             ImageDataModule,
             subclass_mode_data=True,
             seed_everything_default=42,
-            trainer_defaults={
-                "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
-                "logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
-                },
-                "callbacks": [*checkpoint_callbacks(), TensorBoardFigures(), CSVPredictionWriter()],
-            },
+            trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
             args=args,
