@@ -93,7 +93,8 @@ def fit_and_validate(model: MLPClassifier, dm: FashionMNISTDataModule, tmp_path:
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse", "mae", "categorical_hinge", "focal", "kl_divergence"])
 def test_losses_learn_synthetic_set(loss: str, fashion: DataFactory, tmp_path: Path) -> None:
     L.seed_everything(0)
-    assert fit_and_validate(MLPClassifier(loss=loss, lr=3e-3), fashion(), tmp_path, epochs=5)["val/acc"] >= 0.9
+    # chance is 0.1; ~10% of synthetic images show another class's template, so the ceiling is ~0.9
+    assert fit_and_validate(MLPClassifier(loss=loss, lr=3e-3), fashion(), tmp_path, epochs=5)["val/acc"] >= 0.8
 
 
 def test_mse_pitfall_stays_near_chance(fashion: DataFactory, tmp_path: Path) -> None:

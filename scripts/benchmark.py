@@ -1,0 +1,109 @@
+"""Whole-process wall time and peak memory of the default `fit` against a hand-written PyTorch loop, side by side.
+
+    python scripts/benchmark.py                 # 3 alternating rounds on real Fashion-MNIST, then a K49-sized run
+    python scripts/benchmark.py --repeats 5 --no-k49
+
+(a) scripts/handwritten_loop.py: the same model, data, optimizer, epochs and batch size, no framework (the floor);
+(b) `python -m fashion_lab.cli fit --config configs/fashion_mnist.yaml`: everything on (metrics, TensorBoard
+figures, checkpoints, progress bar, the final test). Each is a fresh process, run alternately a, b, a, b, ...
+so that machine noise hits both alike; medians and the b/a ratio are printed with each one's peak RSS.
+The K49-sized part writes 232,365 + 38,547 synthetic images in the official npz format and fits one epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process, which must succeed."""
+    start = time.perf_counter()
+    with open(cwd / "stdout.txt", "w") as out, open(cwd / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the sum over all children
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{(cwd / 'stderr.txt').read_text()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def last_line(cwd: Path, prefix: str) -> str:
+    return next((ln for ln in reversed((cwd / "stdout.txt").read_text().splitlines()) if ln.startswith(prefix)), "")
+
+
+def compare(name: str, floor_cmd: list[str], fit_cmd: list[str], repeats: int) -> None:
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    rss: dict[str, list[float]] = {"a": [], "b": []}
+    for i in range(repeats):
+        for key, cmd in (("a", floor_cmd), ("b", fit_cmd)):
+            with tempfile.TemporaryDirectory() as cwd:
+                seconds, peak = run(cmd, Path(cwd))
+                score = last_line(Path(cwd), "test acc" if key == "a" else "Test (")
+            times[key].append(seconds)
+            rss[key].append(peak)
+            print(f"  round {i + 1} {key}: {seconds:6.2f} s, peak RSS {peak:5.0f} MiB   {score}", flush=True)
+    a, b = statistics.median(times["a"]), statistics.median(times["b"])
+    print(f"\n{name} ({repeats} rounds, medians)")
+    print("| program | wall | peak RSS | vs hand-written loop |\n|---|---:|---:|---:|")
+    print(f"| (a) hand-written PyTorch loop | {a:.2f} s | {max(rss['a']):.0f} MiB | 1.00× |")
+    print(f"| (b) `python -m fashion_lab.cli fit` | {b:.2f} s | {max(rss['b']):.0f} MiB | {b / a:.2f}× |\n")
+
+
+def epoch_seconds(dm_class: type, data_dir: str) -> float:
+    """Seconds of one training epoch (no validation, no logging) in this process, for the scaling check."""
+    import lightning as L
+
+    from fashion_lab import MLPClassifier
+
+    dm = dm_class(data_dir=data_dir, download=False, val_split=0.2, steps_per_execution=32)
+    trainer = L.Trainer(
+        max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    dm.setup("fit")
+    model = MLPClassifier(num_classes=dm.num_classes)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--no-k49", action="store_true", help="skip the K49-sized memory and scaling runs")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; torch from {sys.prefix}\n", flush=True)
+
+    epochs = ["--epochs", str(args.epochs)]
+    floor = [sys.executable, str(REPO / "scripts" / "handwritten_loop.py"), *epochs]
+    fit = [sys.executable, "-m", "fashion_lab.cli", "fit", "--config", str(REPO / "configs" / "fashion_mnist.yaml")]
+    compare("Fashion-MNIST, the seed's settings", floor, [*fit, "--trainer.max_epochs", str(args.epochs)], args.repeats)
+    if args.no_k49:
+        return
+
+    with tempfile.TemporaryDirectory() as k49_dir:
+        # written by a child process: a forked child inherits its parent's peak RSS, so this one stays small
+        write = f"import pathlib, fashion_lab.synthetic as s; s.write_k49(pathlib.Path({k49_dir!r}), 232_365, 38_547)"
+        subprocess.run([sys.executable, "-c", write], check=True)
+        k49 = ["--data", "K49DataModule", "--data.data_dir", k49_dir, "--data.download", "false"]
+        floor_k49 = [*floor[:2], "--epochs", "1", "--k49", k49_dir]
+        compare("K49-sized synthetic set, 1 epoch", floor_k49, [*fit, *k49, "--trainer.max_epochs", "1"], 1)
+        from fashion_lab import FashionMNISTDataModule, K49DataModule
+
+        fashion, k49_epoch = epoch_seconds(FashionMNISTDataModule, "data"), epoch_seconds(K49DataModule, k49_dir)
+    print(f"One training epoch (in-process): Fashion-MNIST {fashion:.2f} s, K49-sized {k49_epoch:.2f} s,")
+    print(f"ratio {k49_epoch / fashion:.2f}× for {185_892 / 48_000:.2f}× the samples")
+
+
+if __name__ == "__main__":
+    main()
