@@ -33,12 +33,14 @@ class TensorBoardFigures(L.Callback):
             raise ValueError(f"top_confused={top_confused!r} is out of range; allowed: a positive integer.")
         self.max_images, self.top_confused = max_images, top_confused
         self.writer = self.confmat = None
+        self.active = False  # a TensorBoard logger exists: every rank counts, only rank 0 writes
         self.wrong_images: list[Tensor] = []
         self.wrong_titles: list[str] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        self.writer = logger.experiment if logger is not None and trainer.is_global_zero else None
+        self.active = logger is not None
+        self.writer = logger.experiment if self.active and trainer.is_global_zero else None
         self.confmat = MulticlassConfusionMatrix(pl_module.hparams.num_classes).to(pl_module.device)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
@@ -57,11 +59,11 @@ class TensorBoardFigures(L.Callback):
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
     ) -> None:
-        if self.writer is not None and not trainer.sanity_checking:
+        if self.active and not trainer.sanity_checking:
             self.confmat.update(outputs, batch[1])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.writer is not None and not trainer.sanity_checking:
+        if self.active and not trainer.sanity_checking:
             self._log_confusion("val", trainer, pl_module)
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -71,10 +73,12 @@ class TensorBoardFigures(L.Callback):
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
     ) -> None:
-        if self.writer is None:
+        if not self.active:
             return
         x, y = batch
         self.confmat.update(outputs, y)
+        if self.writer is None:
+            return
         room = self.max_images - len(self.wrong_titles)
         if room > 0:
             wrong = (outputs != y).nonzero().flatten()[:room]
@@ -85,15 +89,19 @@ class TensorBoardFigures(L.Callback):
             ]
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.writer is None:
+        if not self.active:
             return
         self._log_confusion("test", trainer, pl_module)
-        if self.wrong_titles:
+        if self.writer is not None and self.wrong_titles:
             figure = image_grid_figure(torch.cat(self.wrong_images), self.wrong_titles)
             self.writer.add_figure("test/misclassified", figure, trainer.global_step)
 
     def _log_confusion(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # compute() gathers every rank's counts (a collective): all ranks call it, only rank 0 draws and writes
         confmat, names = self.confmat.compute(), pl_module.class_names
+        self.confmat.reset()
+        if self.writer is None:
+            return
         title = f"{stage} confusion matrix, epoch {trainer.current_epoch}"
         self.writer.add_figure(
             f"{stage}/confusion_matrix", confusion_matrix_figure(confmat, names, title), trainer.global_step
@@ -101,4 +109,3 @@ class TensorBoardFigures(L.Callback):
         pairs = most_confused(confmat, names, self.top_confused)
         # Markdown list: TensorBoard's text plugin renders it, one pair per line
         self.writer.add_text(f"{stage}/most_confused", "\n".join(f"- {p}" for p in pairs), trainer.global_step)
-        self.confmat.reset()

@@ -130,10 +130,31 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
             args=args,
             run=run,
         )
-    except USER_ERRORS as e:
-        if os.environ.get("FASHION_LAB_DEBUG"):
+    except Exception as e:
+        from traceback import walk_tb  # here, not at the top: only a failing run needs it
+
+        # Lightning reading --ckpt_path (missing, truncated, not a checkpoint) fails in torch or fsspec with errors
+        # of any type that name neither the file nor the fix: find the path in the Lightning frame that was loading.
+        loaders = {"_parse_ckpt_path": "ckpt_path", "resume_start": "checkpoint_path"}  # LightningCLI, Trainer
+        frames = (f for f, _ in walk_tb(e.__traceback__) if f.f_code.co_name in loaders)
+        ckpt = next((f.f_locals.get(loaders[f.f_code.co_name]) for f in frames), None)
+        if os.environ.get("FASHION_LAB_DEBUG") or not (isinstance(e, USER_ERRORS) or ckpt):
             raise
-        print(f"error: {e}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
+        while isinstance(e.__cause__, USER_ERRORS) and not isinstance(e, DataError):
+            e = e.__cause__  # jsonargparse wraps a constructor's ValueError in "Does not validate against ..."
+        message = str(e)
+        if ckpt:
+            problem = "does not exist" if isinstance(e, FileNotFoundError) else "is truncated or not a checkpoint"
+            message = (
+                f"checkpoint {ckpt} {problem} ({type(e).__name__}). Fix: pass a .ckpt that fit wrote "
+                "(lightning_logs/version_N/checkpoints/), or --ckpt_path last to resume the newest run."
+            )
+        elif isinstance(e, OSError) and e.filename:
+            message = (
+                f"{e.strerror}: {e.filename}. Fix: choose a folder that you can create and write to "
+                "(e.g. --trainer.logger.init_args.save_dir), and check that no file stands in its path."
+            )
+        print(f"error: {message}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
         sys.exit(1)
 
 

@@ -184,10 +184,13 @@ class ImageDataModule(L.LightningDataModule):
             self.test_set = InMemoryImages(*self._load(2), self.mean, self.std)
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochShuffler(len(self.train_set), self.seed)
-        if self.steps_per_execution == 1:
-            return self._loader(self.train_set, sampler=sampler)
-        return self._loader(self.train_set, sampler=sampler, collate_fn=MiniBatches(self.batch_size))
+        # Its own generator: starting an epoch then draws no base seed from the global RNG, which draws the dropout
+        # masks, so a run resumed at an epoch boundary takes the same masks as one that never stopped.
+        generator = torch.Generator().manual_seed(self.seed)
+        collate = {} if self.steps_per_execution == 1 else {"collate_fn": MiniBatches(self.batch_size)}
+        return self._loader(
+            self.train_set, sampler=EpochShuffler(len(self.train_set), self.seed), generator=generator, **collate
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set) if len(self.val_set) else []

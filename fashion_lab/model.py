@@ -267,17 +267,21 @@ class MLPClassifier(L.LightningModule):
                 "Fix: lower the learning rate (--model.lr), or check the inputs for NaN/inf."
             )
         self.train_acc.update(preds, targets)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         if penalties:  # Keras adds it to the loss silently; logged apart to see its share
-            self.log("train/reg_loss", torch.stack(penalties).sum() / n, on_step=False, on_epoch=True, batch_size=n)
+            reg_loss = torch.stack(penalties).sum() / n
+            self.log("train/reg_loss", reg_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, y = batch
         logits = self(x)
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
-        self.log(f"{stage}/loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y))
+        # sync_dist: under DDP the epoch's mean is reduced over every rank once, as torchmetrics does for accuracy
+        self.log(
+            f"{stage}/loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True
+        )
         return preds  # the TensorBoardFigures callback reads these
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -306,6 +310,37 @@ class MLPClassifier(L.LightningModule):
             else:
                 self.log(f"{stage}/{name}", value)
         metrics.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse to write NaN weights (a good last.ckpt stays); keep the RNG state for an exact resume."""
+        if not all(torch.isfinite(p).all() for p in self.parameters()):
+            raise NonFiniteLossError(
+                f"the weights became NaN or infinite at epoch {self.current_epoch}, step {self.global_step}; "
+                "no checkpoint was written. Fix: lower the learning rate (--model.lr), or check the inputs."
+            )
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Check the checkpoint fits this model's classes, and keep its RNG state for `on_train_start`.
+
+        Lightning restores weights, optimizer, epoch and step, but not the global torch RNG that draws the dropout
+        masks: a resumed run would start from `seed_everything`'s state instead of where the saved run was, so its
+        weights drift from an uninterrupted run's. The state is saved when last.ckpt is written (after the epoch's
+        validation) and set again in `on_train_start`, after the sanity check, whose DataLoader draws a seed from it.
+        """
+        saved = checkpoint.get("hyper_parameters", {}).get("num_classes", self.hparams.num_classes)
+        if saved != self.hparams.num_classes:
+            raise ValueError(
+                f"the checkpoint was trained for {saved} classes, but this model (linked from the data) has "
+                f"{self.hparams.num_classes}. Fix: use the data module the checkpoint was trained on "
+                "(its run's config.yaml), or train a new model on this data."
+            )
+        self._resume_rng_state = checkpoint.get("torch_rng_state")
+
+    def on_train_start(self) -> None:
+        if getattr(self, "_resume_rng_state", None) is not None:
+            torch.set_rng_state(self._resume_rng_state)
+            self._resume_rng_state = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         kwargs = {"lr": self.lr, "weight_decay": self.hparams.weight_decay, **self.optimizer_defaults}

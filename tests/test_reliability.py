@@ -1,0 +1,349 @@
+"""Every bad input through the real command line (a subprocess, real exit codes): one clear line, no traceback, and
+nothing half-written left behind. Cases run concurrently (each is a ~5 s Python start-up) and are asserted one by one.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fashion_lab.synthetic import idx_bytes, make_images, write_idx_set, write_k49
+
+SYNTHETIC = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
+K49 = ["--data", "K49DataModule", "--data.data_dir", "data", "--data.download", "false"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+FIT = ["fit", *SYNTHETIC, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
+
+
+def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`python -m fashion_lab.cli ARGS` in `cwd`, as a user runs it."""
+    env = {k: v for k, v in {**os.environ, **env}.items() if k != "FASHION_LAB_DEBUG" or "FASHION_LAB_DEBUG" in env}
+    return subprocess.run(
+        [sys.executable, "-m", "fashion_lab.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """md5 of every file under `folder`, by relative path."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --- data faults, each written into a fresh folder's data/ -------------------------------------------------------
+
+
+def mnist(tmp: Path) -> None:
+    write_idx_set(tmp / "data", n_train=100, n_test=20)
+
+
+def truncated_gz(tmp: Path) -> None:
+    mnist(tmp)
+    path = tmp / "data" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:500])
+
+
+def wrong_magic(tmp: Path) -> None:
+    mnist(tmp)
+    _, labels = make_images(100, 10)
+    raw = bytearray(idx_bytes(labels))
+    raw[2] = 0x0D  # 0x00000801 → 0x00000d01: not the IDX uint8 type byte
+    (tmp / "data" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+
+
+def labels_out_of_range(tmp: Path) -> None:
+    write_idx_set(tmp / "data", n_train=100, n_test=20, num_classes=12)  # labels 0..11 for MNIST's 10 classes
+
+
+def count_mismatch(tmp: Path) -> None:
+    mnist(tmp)
+    _, labels = make_images(90, 10)
+    (tmp / "data" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+
+
+def k49(tmp: Path) -> None:
+    write_k49(tmp / "data", n_train=98, n_test=49)
+
+
+def k49_images(tmp: Path, **arrays: np.ndarray) -> None:
+    k49(tmp)
+    np.savez_compressed(tmp / "data" / "k49-train-imgs.npz", **arrays)
+
+
+def npz_wrong_key(tmp: Path) -> None:
+    k49_images(tmp, images=make_images(98, 49)[0])
+
+
+def npz_wrong_shape(tmp: Path) -> None:
+    k49_images(tmp, arr_0=make_images(98, 49)[0].reshape(98, 784))
+
+
+def npz_wrong_dtype(tmp: Path) -> None:
+    k49_images(tmp, arr_0=make_images(98, 49)[0].astype(np.float32) / 255)  # pixels saved as x / 255
+
+
+def misspelled_config(tmp: Path) -> None:
+    mnist(tmp)
+    (tmp / "typo.yaml").write_text("model:\n  dropuot: 0.3\n")
+
+
+def log_dir_under_a_file(tmp: Path) -> None:
+    mnist(tmp)
+    (tmp / "blocker").write_text("a file, so no folder can be made under it (chmod does not stop root)\n")
+
+
+def corrupt_checkpoint(tmp: Path) -> None:
+    mnist(tmp)
+    (tmp / "corrupt.ckpt").write_bytes(os.urandom(4096))
+
+
+def truncated_checkpoint(tmp: Path, good: Path) -> None:
+    mnist(tmp)
+    (tmp / "truncated.ckpt").write_bytes(good.read_bytes()[:20_000])
+
+
+def good_checkpoint_k49(tmp: Path, good: Path) -> None:
+    k49(tmp)
+    shutil.copy(good, tmp / "mnist10.ckpt")
+
+
+@dataclass
+class Case:
+    id: str
+    args: list[str]
+    says: tuple[str, ...]  # fragments of the one error line: the problem, the bad value, the fix
+    setup: Callable[..., None] = mnist
+    code: int = 1  # ours: 1; jsonargparse's parser errors: 2
+    needs_good_checkpoint: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+
+K49_FIT = ["fit", *K49, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
+CKPT_FIX = "Fix: pass a .ckpt that fit wrote"
+PARSER_FIX = "tip: For details of accepted options run"  # jsonargparse's usage + error, exit 2
+CASES = [
+    Case("missing_data", FIT, ("MNIST file train-images-idx3-ubyte.gz not found", "--data.download true"), setup=None),
+    Case("truncated_gz", FIT, ("train-images-idx3-ubyte.gz is unreadable or truncated", "Fix:"), setup=truncated_gz),
+    Case("idx_wrong_magic", FIT, ("not an IDX labels file: magic number 0x00000d01", "Fix:"), setup=wrong_magic),
+    Case(
+        "npz_wrong_key",
+        K49_FIT,
+        ("has arrays ['images'], expected one array under the key 'arr_0'", "Fix:"),
+        npz_wrong_key,
+    ),
+    Case(
+        "npz_wrong_shape", K49_FIT, ("uint8 array of shape (98, 784), expected 3 dimensions", "Fix:"), npz_wrong_shape
+    ),
+    Case("npz_wrong_dtype", K49_FIT, ("holds a float32 array", "N×28×28 uint8 images). Fix:"), npz_wrong_dtype),
+    Case("labels_out_of_range", FIT, ("labels in 0..11, expected 0..9", "Fix:"), labels_out_of_range),
+    Case("count_mismatch", FIT, ("has 100 images but", "has 90 labels", "Fix:"), count_mismatch),
+    Case(
+        "unknown_loss",
+        [*FIT, "--model.loss", "crossentropy"],
+        ('"model.loss"', "'cross_entropy'", "Got value: crossentropy"),
+        code=2,
+    ),
+    Case(
+        "unknown_activation",
+        [*FIT, "--model.activation", "rleu"],
+        ('"model.activation"', "'relu'", "Got value: rleu"),
+        code=2,
+    ),
+    Case(
+        "unknown_initializer",
+        [*FIT, "--model.kernel_initializer", "xavier"],
+        ('"model.kernel_initializer"', "'glorot_uniform'", "Got value: xavier"),
+        code=2,
+    ),
+    Case(
+        "unknown_optimizer",
+        [*FIT, "--model.optimizer", "adamax"],
+        ('"model.optimizer"', "'adam'", "Got value: adamax"),
+        code=2,
+    ),
+    Case(
+        "unknown_constraint",
+        [*FIT, "--model.kernel_constraint", "maxnorm"],
+        ('"model.kernel_constraint"', "'max_norm'", "Given value: maxnorm"),
+        code=2,
+    ),
+    Case("dropout_1", [*FIT, "--model.dropout", "1.0"], ("dropout=1.0 is out of range; allowed: 0 <= dropout < 1",)),
+    Case("dropout_negative", [*FIT, "--model.dropout", "-0.1"], ("dropout=-0.1 is out of range",)),
+    Case("val_split_1", [*FIT, "--data.val_split", "1.0"], ("val_split must be in [0, 1)", "got 1.0")),
+    Case("val_split_negative", [*FIT, "--data.val_split", "-0.2"], ("val_split must be in [0, 1)", "got -0.2")),
+    Case("batch_size_0", [*FIT, "--data.batch_size", "0"], ("batch_size must be a positive integer, got 0",)),
+    Case(
+        "batch_size_negative", [*FIT, "--data.batch_size", "-32"], ("batch_size must be a positive integer, got -32",)
+    ),
+    Case("hidden_0", [*FIT, "--model.hidden", "[128, 0]"], ("hidden=(128, 0) is out of range; allowed: positive",)),
+    Case(
+        "num_classes_flag",
+        [*FIT, "--model.num_classes", "5"],
+        ('"model.num_classes" must be given via "data.num_classes"',),
+        code=2,
+    ),
+    Case(
+        "test_10_class_ckpt_on_k49",
+        ["test", *K49, *QUIET, "--ckpt_path", "mnist10.ckpt"],
+        ("trained for 10 classes", "has 49. Fix:"),
+        good_checkpoint_k49,
+        needs_good_checkpoint=True,
+    ),
+    Case(
+        "predict_10_class_ckpt_on_k49",
+        ["predict", *K49, *QUIET, "--ckpt_path", "mnist10.ckpt"],
+        ("trained for 10 classes", "has 49. Fix:"),
+        good_checkpoint_k49,
+        needs_good_checkpoint=True,
+    ),
+    Case("config_missing", [*FIT, "--config", "nope.yaml"], ('"config": File does not exist:', "nope.yaml"), code=2),
+    Case(
+        "config_misspelled_key",
+        [*FIT, "--config", "typo.yaml"],
+        ("does not accept option 'model.dropuot'",),
+        misspelled_config,
+        code=2,
+    ),
+    Case(
+        "log_dir_unwritable",
+        [*FIT, "--trainer.logger.init_args.save_dir", "blocker/logs"],
+        ("Not a directory:", "blocker/logs. Fix: choose a folder"),
+        log_dir_under_a_file,
+    ),
+    Case("ckpt_missing_fit", [*FIT, "--ckpt_path", "nope.ckpt"], ("checkpoint nope.ckpt does not exist", CKPT_FIX)),
+    Case(
+        "ckpt_missing_test",
+        ["test", *SYNTHETIC, *QUIET, "--ckpt_path", "nope.ckpt"],
+        ("checkpoint nope.ckpt does not exist", CKPT_FIX),
+    ),
+    Case(
+        "ckpt_corrupt_fit",
+        [*FIT, "--ckpt_path", "corrupt.ckpt"],
+        ("checkpoint corrupt.ckpt is truncated or not a checkpoint", CKPT_FIX),
+        corrupt_checkpoint,
+    ),
+    Case(
+        "ckpt_truncated_predict",
+        ["predict", *SYNTHETIC, *QUIET, "--ckpt_path", "truncated.ckpt"],
+        ("checkpoint truncated.ckpt is truncated or not a checkpoint", CKPT_FIX),
+        truncated_checkpoint,
+        needs_good_checkpoint=True,
+    ),
+    Case(
+        "loss_nan_lr",
+        [*FIT, "--model.optimizer", "sgd", "--model.lr", "1e12"],
+        ("training loss is nan at epoch 0, step ", "Fix: lower the learning rate"),
+    ),
+    Case(
+        "loss_inf_l2",
+        [*FIT, "--model.kernel_regularizer", "l2", "--model.l2", "1e38"],
+        ("training loss is inf at epoch 0, step ", "Fix: lower"),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """last.ckpt of a one-epoch fit on the synthetic MNIST files (10 classes)."""
+    folder = tmp_path_factory.mktemp("good")
+    mnist(folder)
+    result = run_cli(FIT, folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return folder / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, good_checkpoint: Path) -> dict:
+    """Every selected case run at once (two at a time per core): id -> (result, folder, files before the run)."""
+    selected = {item.callspec.id for item in request.session.items if item.originalname == "test_bad_input"}
+
+    def one(case: Case) -> tuple:
+        folder = tmp_path_factory.mktemp(case.id)
+        if case.setup is not None:
+            case.setup(folder, good_checkpoint) if case.needs_good_checkpoint else case.setup(folder)
+        before = snapshot(folder)
+        return case.id, (run_cli(case.args, folder, **case.env), folder, before)
+
+    with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
+        return dict(pool.map(one, [c for c in CASES if c.id in selected]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, outcomes: dict) -> None:
+    result, folder, before = outcomes[case.id]
+    assert result.returncode == case.code, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    message = result.stderr[result.stderr.index(errors[0]) :]  # parser errors list the allowed words below it
+    for fragment in case.says:
+        assert fragment in message, (fragment, message)
+    if case.code == 2:
+        assert PARSER_FIX in result.stderr  # jsonargparse names the option and how to list what is accepted
+    else:
+        assert message.rstrip().endswith("(set FASHION_LAB_DEBUG=1 to see the traceback)")
+    # nothing half-written: the inputs are untouched, no temporary file, no checkpoint of a failed run
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if k in before} == before
+    new = sorted(set(after) - set(before))
+    assert not [p for p in new if p.endswith((".ckpt", ".part")) or "/." in f"/{p}"], new
+
+
+def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
+    result = run_cli(FIT, tmp_path, FASHION_LAB_DEBUG="1")  # no data files: DataError
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "fashion_lab.sources.DataError: MNIST file train-images-idx3-ubyte.gz not found" in result.stderr
+
+
+@pytest.mark.slow
+def test_divergence_never_replaces_a_good_checkpoint(tmp_path: Path) -> None:
+    """Resume a good run and let the loss overflow: the run stops naming epoch and step; the good last.ckpt stays."""
+    mnist(tmp_path)
+    assert run_cli(FIT, tmp_path).returncode == 0
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    good = snapshot(checkpoints)
+    # the optimizer's saved state restores its lr on resume, so overflow the loss with an l2 factor instead
+    diverge = ["--ckpt_path", "last", "--trainer.max_epochs", "3", "--model.kernel_regularizer", "l2"]
+    result = run_cli([*FIT, *diverge, "--model.l2", "1e38"], tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: training loss is inf at epoch 1, step 6. Fix: lower the learning rate" in result.stderr
+    assert snapshot(checkpoints) == good
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
+    """Weights that went NaN after the last finite loss of an epoch: saving refuses, and writes no file."""
+    import lightning as L
+
+    from fashion_lab import MLPClassifier, NonFiniteLossError
+
+    model = MLPClassifier()
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=0)
+    trainer.strategy.connect(model)
+    with torch.no_grad():
+        model.net.logits.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"weights became NaN or infinite at epoch 0, step 0; no checkpoint"):
+        trainer.save_checkpoint(tmp_path / "nan.ckpt")
+    assert list(tmp_path.iterdir()) == []
