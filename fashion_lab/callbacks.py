@@ -54,6 +54,7 @@ class TensorBoardFigures(L.Callback):
         )
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.confmat = self.confmat.to(pl_module.device)  # `setup` runs before Lightning moves the model to a GPU
         self.confmat.reset()
 
     def on_validation_batch_end(
@@ -67,6 +68,7 @@ class TensorBoardFigures(L.Callback):
             self._log_confusion("val", trainer, pl_module)
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.confmat = self.confmat.to(pl_module.device)
         self.confmat.reset()
         self.wrong_images, self.wrong_titles = [], []
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fashion_lab.callbacks import TensorBoardFigures
@@ -46,9 +46,22 @@ class FashionLabCLI(LightningCLI):
             {"data": {"class_path": "fashion_lab.FashionMNISTDataModule", "init_args": {"steps_per_execution": 32}}}
         )
 
-    def before_instantiate_classes(self) -> None:
-        if self.subcommand == "fit":
-            self._resume_last_run(self.config.fit)
+    def _parse_ckpt_path(self) -> None:
+        """Resolve `--ckpt_path last` and check the file before LightningCLI reads the checkpoint's hyperparameters.
+
+        Overridden so that a resumed run gets its model settings back (Lightning restores them only from a real
+        path) and a missing or corrupt file is named, instead of a torch/pickle traceback.
+        """
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            self._resolve_ckpt_path(self.config[subcommand], resume=subcommand == "fit")
+        try:
+            super()._parse_ckpt_path()
+        except Exception as e:  # torch.load fails on a bad file with errors of many types, none naming the file
+            raise CheckpointError(
+                f"checkpoint {self.config[subcommand].ckpt_path} is truncated or not a checkpoint "
+                f"({type(e).__name__}: {e}). Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
+            ) from e
 
     def before_fit(self) -> None:
         if not self.datamodule.val_split:  # no validation set: nothing to rank by, keep last.ckpt only
@@ -66,28 +79,35 @@ class FashionLabCLI(LightningCLI):
         )
 
     @staticmethod
-    def _resume_last_run(config: Namespace) -> None:
-        """`fit --ckpt_path last`: the newest run's last.ckpt, continuing in that run's folder and TensorBoard run.
-
-        Lightning resolves "last" inside the *new* run's empty checkpoint folder, so without this a resumed fit
-        would silently start from scratch.
-        """
+    def _resolve_ckpt_path(config: Namespace, resume: bool) -> None:
+        """`last` = the newest run's last.ckpt (Lightning would look in the new, empty run); a resumed fit keeps
+        logging into the run it resumes, so TensorBoard shows one continuous run."""
+        if config.ckpt_path is None:
+            return
         logger = config.trainer.logger
         args = getattr(logger, "init_args", None)
-        if config.ckpt_path is None or args is None or not str(getattr(logger, "class_path", "")).endswith("Logger"):
-            return
-        runs = Path(args.save_dir) / args.name
+        tensorboard = str(getattr(logger, "class_path", "")).endswith("TensorBoardLogger")
+        runs = Path(args.save_dir) / args.name if tensorboard else Path("lightning_logs")
         if config.ckpt_path == "last":
             found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
             if not found:
-                raise FileNotFoundError(
+                raise CheckpointError(
                     f"--ckpt_path last: no {runs}/version_*/checkpoints/last.ckpt to resume. "
                     "Fix: start without --ckpt_path, or give the path of a checkpoint."
                 )
             config.ckpt_path = str(found[-1])
         ckpt = Path(config.ckpt_path)
-        if ckpt.parent.name == "checkpoints" and ckpt.parent.parent.parent.resolve() == runs.resolve():
-            args.version = ckpt.parent.parent.name  # keep logging into the run that is being resumed
+        if not ckpt.is_file():
+            raise CheckpointError(
+                f"checkpoint {ckpt} does not exist. Fix: pass a .ckpt that fit wrote "
+                "(lightning_logs/version_N/checkpoints/), or --ckpt_path last to resume the newest run."
+            )
+        if resume and tensorboard and ckpt.parent.name == "checkpoints" and ckpt.parents[2].resolve() == runs.resolve():
+            args.version = ckpt.parent.parent.name
+
+
+class CheckpointError(ValueError):
+    """--ckpt_path names a file that is missing or not a Lightning checkpoint."""
 
 
 def checkpoint_callbacks() -> list[ModelCheckpoint]:
@@ -112,7 +132,9 @@ def trainer_defaults() -> dict:
             "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
             "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
         },
-        "callbacks": [*checkpoint_callbacks(), TensorBoardFigures(), CSVPredictionWriter()],
+        "log_every_n_steps": 10,  # an epoch is 47 steps at steps_per_execution 32; Lightning warns above that
+        # max_depth=2: one row per Keras-named layer with in/out shapes, like model.summary()
+        "callbacks": [*checkpoint_callbacks(), ModelSummary(max_depth=2), TensorBoardFigures(), CSVPredictionWriter()],
     }
 
 
@@ -130,26 +152,13 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
             args=args,
             run=run,
         )
-    except Exception as e:
-        from traceback import walk_tb  # here, not at the top: only a failing run needs it
-
-        # Lightning reading --ckpt_path (missing, truncated, not a checkpoint) fails in torch or fsspec with errors
-        # of any type that name neither the file nor the fix: find the path in the Lightning frame that was loading.
-        loaders = {"_parse_ckpt_path": "ckpt_path", "resume_start": "checkpoint_path"}  # LightningCLI, Trainer
-        frames = (f for f, _ in walk_tb(e.__traceback__) if f.f_code.co_name in loaders)
-        ckpt = next((f.f_locals.get(loaders[f.f_code.co_name]) for f in frames), None)
-        if os.environ.get("FASHION_LAB_DEBUG") or not (isinstance(e, USER_ERRORS) or ckpt):
+    except USER_ERRORS as e:
+        if os.environ.get("FASHION_LAB_DEBUG"):
             raise
-        while isinstance(e.__cause__, USER_ERRORS) and not isinstance(e, DataError):
+        while isinstance(e.__cause__, USER_ERRORS) and not isinstance(e, (DataError, CheckpointError)):
             e = e.__cause__  # jsonargparse wraps a constructor's ValueError in "Does not validate against ..."
         message = str(e)
-        if ckpt:
-            problem = "does not exist" if isinstance(e, FileNotFoundError) else "is truncated or not a checkpoint"
-            message = (
-                f"checkpoint {ckpt} {problem} ({type(e).__name__}). Fix: pass a .ckpt that fit wrote "
-                "(lightning_logs/version_N/checkpoints/), or --ckpt_path last to resume the newest run."
-            )
-        elif isinstance(e, OSError) and e.filename:
+        if isinstance(e, OSError) and e.filename and not isinstance(e, DataError):
             message = (
                 f"{e.strerror}: {e.filename}. Fix: choose a folder that you can create and write to "
                 "(e.g. --trainer.logger.init_args.save_dir), and check that no file stands in its path."

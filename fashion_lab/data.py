@@ -140,7 +140,8 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"num_workers must be >= 0, got {num_workers!r}.")
         if not isinstance(steps_per_execution, int) or steps_per_execution <= 0:
             raise ValueError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["data_dir"])
+        self.hparams["data_dir"] = str(data_dir)  # a Path would make checkpoints unloadable with weights_only=True
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.val_split, self.split, self.seed = batch_size, val_split, split, seed
         self.download, self.normalize, self.num_workers = download, normalize, num_workers
@@ -265,7 +266,6 @@ class MNISTDataModule(ImageDataModule):
     classes = tuple(datasets.MNIST.classes)
     mirrors = tuple(datasets.MNIST.mirrors)
     resources = tuple(datasets.MNIST.resources)
-    local_copies = ("~/.keras/datasets",)
 
 
 class KMNISTDataModule(ImageDataModule):

@@ -75,9 +75,10 @@ class Loss:
             applies the same through torch; nll cannot.
         gamma: the focal loss' focusing exponent (Keras' default 2; 0 turns focal into α-weighted cross-entropy).
         one_hot_targets: False reproduces the seed's failure on purpose (mse / mae only): the integer label is
-            broadcast against all C probabilities, as Keras did for `loss="mse"` with sparse labels. No softmax
-            output can approach a label like 7, so the gradient carries no class information and accuracy stays
-            at chance (≈10% on Fashion-MNIST). Never use it except to see that lesson.
+            broadcast against all C probabilities, as Keras did for `loss="mse"` with sparse labels. As the
+            probabilities sum to 1, Σ_c (p_c - y)² = Σ_c p_c² - 2y + C·y²: the label is a constant, the gradient
+            carries no class information and accuracy stays at chance (≈10% on Fashion-MNIST). Never use it
+            except to see that lesson.
     """
 
     def __init__(

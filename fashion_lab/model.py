@@ -267,8 +267,8 @@ class MLPClassifier(L.LightningModule):
                 "Fix: lower the learning rate (--model.lr), or check the inputs for NaN/inf."
             )
         self.train_acc.update(preds, targets)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n, prog_bar=True)
         if penalties:  # Keras adds it to the loss silently; logged apart to see its share
             reg_loss = torch.stack(penalties).sum() / n
             self.log("train/reg_loss", reg_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
@@ -308,7 +308,7 @@ class MLPClassifier(L.LightningModule):
                 for class_name, v in zip(self.class_names, value, strict=True):
                     self.log(f"{stage}/class_acc/{class_name.replace('/', '_')}", v)
             else:
-                self.log(f"{stage}/{name}", value)
+                self.log(f"{stage}/{name}", value, prog_bar=name == "acc")
         metrics.reset()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
