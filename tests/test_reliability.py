@@ -322,10 +322,13 @@ def test_divergence_never_replaces_a_good_checkpoint(tmp_path: Path) -> None:
     mnist(tmp_path)
     assert run_cli(FIT, tmp_path).returncode == 0
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    # A resume takes the model's settings from the checkpoint (and the optimizer's lr from its state), so poison
+    # the saved settings: finite weights, but an l2 factor that overflows the loss on the first resumed step.
+    ckpt = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    ckpt["hyper_parameters"].update(kernel_regularizer="l2", l2=1e38)
+    torch.save(ckpt, checkpoints / "last.ckpt")
     good = snapshot(checkpoints)
-    # the optimizer's saved state restores its lr on resume, so overflow the loss with an l2 factor instead
-    diverge = ["--ckpt_path", "last", "--trainer.max_epochs", "3", "--model.kernel_regularizer", "l2"]
-    result = run_cli([*FIT, *diverge, "--model.l2", "1e38"], tmp_path)
+    result = run_cli([*FIT, "--ckpt_path", "last", "--trainer.max_epochs", "3"], tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "error: training loss is inf at epoch 1, step 6. Fix: lower the learning rate" in result.stderr
     assert snapshot(checkpoints) == good
