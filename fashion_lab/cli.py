@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -140,6 +141,8 @@ def trainer_defaults() -> dict:
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
     """Build (and by default run) the CLI; mistakes exit with one line on stderr and status 1."""
+    # Lightning 2.6 calls a torch 2.14 pytree API that warns on every run; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     try:
         return FashionLabCLI(
             MLPClassifier,

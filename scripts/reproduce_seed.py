@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--out", default="reports", help="folder for seed_study.md and its PNGs")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run "GPU available" banners
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     args.epochs, args.fraction = (1, 0.2) if args.quick else (5, 1.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
