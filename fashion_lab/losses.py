@@ -42,7 +42,7 @@ def _focal(logits: Tensor, target: Tensor, gamma: float) -> Tensor:
 
 
 def _kl_divergence(logits: Tensor, target: Tensor) -> Tensor:
-    # Keras KLDivergence: Σ_c t_c · log(t_c / p_c), with t clipped to [ε, 1] so one-hot zeros contribute nothing
+    # Keras KLDivergence: Σ_c t_c · log(t_c / p_c), with t clipped to [ε, 1], so a one-hot zero adds only ε·log(ε/p_c)
     t = target.clamp(EPS, 1.0)
     return (t * (t.log() - logits.log_softmax(dim=1))).sum(dim=1).mean()
 

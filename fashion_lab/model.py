@@ -112,6 +112,11 @@ class MLPClassifier(L.LightningModule):
         self.constraints = [(kind, choose(CONSTRAINTS, c, arg)) for kind, c, arg in constraints if c is not None]
         regularizers = (kernel_regularizer, bias_regularizer, activity_regularizer)
         self.regularized = any(r is not None for r in regularizers)
+        if activity_regularizer is not None and not hidden:
+            raise ValueError(
+                f"activity_regularizer={activity_regularizer!r} needs a hidden layer; hidden=() has none. "
+                "Fix: add hidden units, or drop the activity regularizer."
+            )
         self._class_names = class_names
         self.automatic_optimization = False  # several optimizer steps per Lightning step (steps_per_execution)
         self.example_input_array = torch.zeros(1, 1, 28, 28)
@@ -276,13 +281,14 @@ class MLPClassifier(L.LightningModule):
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, y = batch
-        logits = self(x)
+        logits, activity = self._forward_with_activity(x)
+        loss = self.loss_fn(logits, y)
+        if self.regularized:  # Keras' evaluate() reports the loss with its regularization penalties, as in training
+            loss = loss + self._penalty(activity)
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
         # sync_dist: under DDP the epoch's mean is reduced over every rank once, as torchmetrics does for accuracy
-        self.log(
-            f"{stage}/loss", self.loss_fn(logits, y), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True
-        )
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return preds  # the TensorBoardFigures callback reads these
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -320,6 +326,8 @@ class MLPClassifier(L.LightningModule):
                 "no checkpoint was written. Fix: lower the learning rate (--model.lr), or check the inputs."
             )
         checkpoint["torch_rng_state"] = torch.get_rng_state()
+        if torch.cuda.is_initialized():  # dropout masks on a GPU come from CUDA's generators
+            checkpoint["cuda_rng_state"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Check the checkpoint fits this model's classes, and keep its RNG state for `on_train_start`.
@@ -337,6 +345,7 @@ class MLPClassifier(L.LightningModule):
                 "(its run's config.yaml), or train a new model on this data."
             )
         self._resume_rng_state = checkpoint.get("torch_rng_state")
+        self._resume_cuda_rng_state = checkpoint.get("cuda_rng_state")
 
     def on_fit_start(self) -> None:
         if not torch.cuda.is_available():
@@ -349,6 +358,9 @@ class MLPClassifier(L.LightningModule):
         if getattr(self, "_resume_rng_state", None) is not None:
             torch.set_rng_state(self._resume_rng_state)
             self._resume_rng_state = None
+        if getattr(self, "_resume_cuda_rng_state", None) is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self._resume_cuda_rng_state)
+            self._resume_cuda_rng_state = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         kwargs = {"lr": self.lr, "weight_decay": self.hparams.weight_decay, **self.optimizer_defaults}

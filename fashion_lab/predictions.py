@@ -29,7 +29,10 @@ class CSVPredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: list[Tensor], batch_indices: Any
     ) -> None:
-        probs = torch.cat(predictions) if predictions else torch.empty(0, 0)
+        if not predictions:
+            print("Predict: no batches, nothing written.")
+            return
+        probs = torch.cat(predictions)
         targets = self._targets(trainer, len(probs))
         confidence, predicted = probs.max(dim=1)
         names = getattr(pl_module, "class_names", None) or [str(i) for i in range(probs.shape[1])]

@@ -52,7 +52,7 @@ def download(urls: Sequence[str], dest: Path, md5: str) -> Path:
     downloading into the same folder at once both end with a complete file.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
+    errors = {}  # the last error of each mirror
     for url in urls:
         for attempt in range(RETRIES):
             if attempt:
@@ -66,11 +66,11 @@ def download(urls: Sequence[str], dest: Path, md5: str) -> Path:
                 os.replace(tmp, dest)
                 return dest
             except (OSError, DataError) as e:  # URLError, HTTPError, timeouts and short reads are OSErrors
-                errors.append(f"{url}: {e}")
+                errors[url] = f"{url}: {e}"
             finally:
                 Path(tmp).unlink(missing_ok=True)
     raise DataError(
-        f"Could not download {dest.name} after {RETRIES} tries per mirror ({'; '.join(errors[-len(urls) :])}). "
+        f"Could not download {dest.name} after {RETRIES} tries per mirror ({'; '.join(errors.values())}). "
         f"Fix: check your connection and retry, or place the file yourself in {dest.parent}/."
     )
 
