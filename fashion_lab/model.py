@@ -97,6 +97,10 @@ class MLPClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self._validate(num_classes, class_names, hidden, dropout, l1, l2, lr, weight_decay, momentum, nesterov)
+        if momentum and optimizer in ("adam", "adamw"):  # Adam's momentum is its betas; never ignore an option silently
+            raise ValueError(
+                f"momentum={momentum!r} has no effect with optimizer={optimizer!r}; allowed with: 'sgd', 'rmsprop'."
+            )
         regularizers = {"kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer}
         for argument, value in {**regularizers, "activity_regularizer": activity_regularizer}.items():
             if value is not None:

@@ -77,6 +77,8 @@ def test_sgd_nesterov_and_weight_decay() -> None:
         ({"nesterov": True}, r"nesterov=True is out of range; allowed: nesterov=True only with momentum > 0"),
         ({"optimizer": "lbfgs"}, r"optimizer='lbfgs' is not supported; choose one of adam, adamw, sgd, rmsprop"),
         ({"loss": "hinge"}, r"loss='hinge' is not supported; choose one of cross_entropy"),
+        ({"momentum": 0.9}, r"momentum=0.9 has no effect with optimizer='adam'; allowed with: 'sgd', 'rmsprop'"),
+        ({"hidden": (), "activity_regularizer": "l1"}, r"activity_regularizer='l1' needs a hidden layer"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict, message: str) -> None:
