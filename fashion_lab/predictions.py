@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
+
+from fashion_lab.sources import atomic_write
 
 
 class CSVPredictionWriter(BasePredictionWriter):
@@ -61,12 +61,7 @@ class CSVPredictionWriter(BasePredictionWriter):
 
 def write_csv_atomic(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:
     """Write through a temporary file and rename, so an interrupted write never leaves half a CSV."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)

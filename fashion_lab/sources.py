@@ -10,7 +10,8 @@ import time
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,19 @@ def find(file_name: str, dirs: Sequence[str | Path]) -> Path | None:
     return next((p for p in candidates(file_name, dirs) if p.is_file()), None)
 
 
+@contextmanager
+def atomic_write(dest: Path) -> Iterator[Path]:
+    """A temporary path beside `dest`, renamed to `dest` only if the block ends without an error, else removed:
+    `dest` is either absent, the old file, or complete (os.replace is atomic within a folder)."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 # Download policy: seconds a stalled connection may stay silent, tries per mirror, first backoff (doubled each retry).
 TIMEOUT_S, RETRIES, BACKOFF_S = 30.0, 3, 1.0
 
@@ -57,18 +71,14 @@ def download(urls: Sequence[str], dest: Path, md5: str) -> Path:
         for attempt in range(RETRIES):
             if attempt:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             try:
-                with os.fdopen(fd, "wb") as f:
+                with atomic_write(dest) as tmp, open(tmp, "wb") as f:
                     got = _fetch(url, f, TIMEOUT_S)
-                if got != md5:
-                    raise DataError(f"md5 {got} != expected {md5}")
-                os.replace(tmp, dest)
+                    if got != md5:
+                        raise DataError(f"md5 {got} != expected {md5}")
                 return dest
             except (OSError, DataError) as e:  # URLError, HTTPError, timeouts and short reads are OSErrors
                 errors[url] = f"{url}: {e}"
-            finally:
-                Path(tmp).unlink(missing_ok=True)
     raise DataError(
         f"Could not download {dest.name} after {RETRIES} tries per mirror ({'; '.join(errors.values())}). "
         f"Fix: check your connection and retry, or place the file yourself in {dest.parent}/."
