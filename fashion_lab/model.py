@@ -239,16 +239,20 @@ class MLPClassifier(L.LightningModule):
             return activity if weights is None else weights
         return weights + activity
 
+    def _losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Logits, the loss Keras reports (data loss + regularization penalties), and the penalties alone (or None)."""
+        logits, activity = self._forward_with_activity(x)
+        loss = self.loss_fn(logits, y)
+        penalty = self._penalty(activity) if self.regularized else None
+        return logits, loss if penalty is None else loss + penalty, penalty
+
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
         """One optimizer step per mini-batch; a list of K mini-batches is Keras' steps_per_execution=K."""
         opt = self.optimizers()
         batches = batch if isinstance(batch[0], (list, tuple)) else [batch]
         losses, penalties, preds, targets = [], [], [], []
         for x, y in batches:  # kept as lean as a hand-written loop: no host sync, no logging in here
-            logits, activity = self._forward_with_activity(x)
-            loss = self.loss_fn(logits, y)
-            penalty = self._penalty(activity) if self.regularized else None
-            total = loss if penalty is None else loss + penalty
+            logits, total, penalty = self._losses(x, y)
             self.manual_backward(total)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -285,10 +289,7 @@ class MLPClassifier(L.LightningModule):
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, y = batch
-        logits, activity = self._forward_with_activity(x)
-        loss = self.loss_fn(logits, y)
-        if self.regularized:  # Keras' evaluate() reports the loss with its regularization penalties, as in training
-            loss = loss + self._penalty(activity)
+        logits, loss, _ = self._losses(x, y)  # as Keras' evaluate(): with the regularization penalties
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
         # sync_dist: under DDP the epoch's mean is reduced over every rank once, as torchmetrics does for accuracy
