@@ -41,7 +41,7 @@ class TensorBoardFigures(L.Callback):
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         self.active = logger is not None
         self.writer = logger.experiment if self.active and trainer.is_global_zero else None
-        self.confmat = MulticlassConfusionMatrix(pl_module.hparams.num_classes).to(pl_module.device)
+        self.confmat = MulticlassConfusionMatrix(pl_module.hparams.num_classes)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if self.writer is None or batch_idx or trainer.current_epoch:
@@ -54,8 +54,7 @@ class TensorBoardFigures(L.Callback):
         )
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.confmat = self.confmat.to(pl_module.device)  # `setup` runs before Lightning moves the model to a GPU
-        self.confmat.reset()
+        self._reset_confmat(pl_module)
 
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
@@ -68,8 +67,7 @@ class TensorBoardFigures(L.Callback):
             self._log_confusion("val", trainer, pl_module)
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.confmat = self.confmat.to(pl_module.device)
-        self.confmat.reset()
+        self._reset_confmat(pl_module)
         self.wrong_images, self.wrong_titles = [], []
 
     def on_test_batch_end(
@@ -97,6 +95,11 @@ class TensorBoardFigures(L.Callback):
         if self.writer is not None and self.wrong_titles:
             figure = image_grid_figure(torch.cat(self.wrong_images), self.wrong_titles)
             self.writer.add_figure("test/misclassified", figure, trainer.global_step)
+
+    def _reset_confmat(self, pl_module: L.LightningModule) -> None:
+        # on the model's device here, not in `setup`: Lightning moves the model to a GPU only after `setup`
+        self.confmat = self.confmat.to(pl_module.device)
+        self.confmat.reset()
 
     def _log_confusion(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # compute() gathers every rank's counts (a collective): all ranks call it, only rank 0 draws and writes
