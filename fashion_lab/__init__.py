@@ -1,6 +1,6 @@
 """fashion_lab: the Keras Fashion-MNIST / Kuzushiji-49 MLP study, done properly in PyTorch Lightning."""
 
-from fashion_lab.callbacks import TensorBoardFigures
+from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
 from fashion_lab.data import (
     FashionMNISTDataModule,
     ImageDataModule,
@@ -8,17 +8,23 @@ from fashion_lab.data import (
     KMNISTDataModule,
     MNISTDataModule,
 )
-from fashion_lab.model import MLPClassifier, NonFiniteLossError
+from fashion_lab.errors import ConfigError, NonFiniteLossError
+from fashion_lab.layers import DenseStack
+from fashion_lab.model import MLPClassifier
 from fashion_lab.sources import DataError
 
 __all__ = [
+    "ConfigError",
     "DataError",
+    "DenseStack",
     "FashionMNISTDataModule",
+    "FiniteGuard",
     "ImageDataModule",
     "K49DataModule",
     "KMNISTDataModule",
     "MLPClassifier",
     "MNISTDataModule",
     "NonFiniteLossError",
+    "RNGState",
     "TensorBoardFigures",
 ]

@@ -1,4 +1,5 @@
-"""TensorBoard figures: confusion matrices, the most-confused pairs, sample inputs and misclassified test images.
+"""Callbacks: TensorBoard figures (confusion matrices, the most-confused pairs, sample inputs, misclassified test
+images), a NaN guard, and the RNG state that makes a resumed run exact.
 
 trainer = L.Trainer(logger=TensorBoardLogger("runs"), callbacks=[TensorBoardFigures()])
 With another logger, or none, the callback does nothing (training is never slowed or broken by it).
@@ -12,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from fashion_lab.errors import ConfigError, NonFiniteLossError
 from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, most_confused
 
 
@@ -28,9 +30,9 @@ class TensorBoardFigures(L.Callback):
 
     def __init__(self, max_images: int = 32, top_confused: int = 5) -> None:
         if not isinstance(max_images, int) or max_images <= 0:
-            raise ValueError(f"max_images={max_images!r} is out of range; allowed: a positive integer.")
+            raise ConfigError(f"max_images={max_images!r} is out of range; allowed: a positive integer.")
         if not isinstance(top_confused, int) or top_confused <= 0:
-            raise ValueError(f"top_confused={top_confused!r} is out of range; allowed: a positive integer.")
+            raise ConfigError(f"top_confused={top_confused!r} is out of range; allowed: a positive integer.")
         self.max_images, self.top_confused = max_images, top_confused
         self.writer = self.confmat = None
         self.active = False  # a TensorBoard logger exists: every rank counts, only rank 0 writes
@@ -114,3 +116,57 @@ class TensorBoardFigures(L.Callback):
         pairs = most_confused(confmat, names, self.top_confused)
         # Markdown list: TensorBoard's text plugin renders it, one pair per line
         self.writer.add_text(f"{stage}/most_confused", "\n".join(f"- {p}" for p in pairs), trainer.global_step)
+
+
+class FiniteGuard(L.Callback):
+    """Stop `fit` when the training loss becomes NaN or infinite, and never write a checkpoint of non-finite weights.
+
+    A run that diverged keeps its last good `last.ckpt`; the error names the epoch, the step and the fix.
+    Reads the loss each training step returns (one host sync per Lightning step).
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {trainer.current_epoch}, step {trainer.global_step}. "
+                "Fix: lower the learning rate (--model.lr), or check the inputs for NaN/inf."
+            )
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if not all(torch.isfinite(p).all() for p in pl_module.parameters()):
+            raise NonFiniteLossError(
+                f"the weights became NaN or infinite at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                "no checkpoint was written. Fix: lower the learning rate (--model.lr), or check the inputs."
+            )
+
+
+class RNGState(L.Callback):
+    """Save torch's global RNG (CPU and CUDA) in checkpoints and restore it on resume, so a resumed run's dropout
+    masks continue where the saved run was and its weights equal an uninterrupted run's.
+
+    Lightning restores weights, optimizer, loops and callbacks, not the global RNG. The state is set again in
+    `on_train_start`, after the sanity check, whose DataLoader draws a seed from it.
+    """
+
+    def __init__(self) -> None:
+        self.resume_state: dict | None = None
+
+    def state_dict(self) -> dict:
+        state = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_initialized():  # dropout masks on a GPU come from CUDA's generators
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.resume_state = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.resume_state is None:
+            return
+        torch.set_rng_state(self.resume_state["torch"])
+        if "cuda" in self.resume_state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.resume_state["cuda"])
+        self.resume_state = None

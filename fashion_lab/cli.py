@@ -18,15 +18,18 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from fashion_lab.callbacks import TensorBoardFigures
+from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
 from fashion_lab.data import ImageDataModule
+from fashion_lab.errors import ConfigError, NonFiniteLossError
 from fashion_lab.model import MLPClassifier
 from fashion_lab.predictions import CSVPredictionWriter
 from fashion_lab.sources import DataError
 
-# Mistakes in a config, a data file, a folder or a checkpoint: one line, not a traceback (FASHION_LAB_DEBUG=1 shows it).
-# ValueError covers every constructor's argument check; bugs (other RuntimeErrors) keep their traceback.
-USER_ERRORS = (DataError, ValueError, OSError)
+DESCRIPTION = (
+    "fashion_lab: the Keras Fashion-MNIST / Kuzushiji-49 MLP study in PyTorch Lightning. "
+    "`fit` trains (then tests the best checkpoint), `validate`/`test` evaluate, `predict` writes predictions.csv. "
+    "`fashion-lab fit --help` explains every option. Runs land in ./lightning_logs: tensorboard --logdir lightning_logs"
+)
 
 
 class FashionLabCLI(LightningCLI):
@@ -107,8 +110,13 @@ class FashionLabCLI(LightningCLI):
             args.version = ckpt.parent.parent.name
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConfigError):
     """--ckpt_path names a file that is missing or not a Lightning checkpoint."""
+
+
+# Mistakes in a config, a data file, a folder or a checkpoint: one line, not a traceback (FASHION_LAB_DEBUG=1 shows it).
+# Only the package's own error types and file-system errors that name a path; a bug keeps its traceback.
+USER_ERRORS = (DataError, ConfigError, NonFiniteLossError, OSError)
 
 
 def checkpoint_callbacks() -> list[ModelCheckpoint]:
@@ -135,7 +143,14 @@ def trainer_defaults() -> dict:
         },
         "log_every_n_steps": 10,  # an epoch is 47 steps at steps_per_execution 32; Lightning warns above that
         # max_depth=2: one row per Keras-named layer with in/out shapes, like model.summary()
-        "callbacks": [*checkpoint_callbacks(), ModelSummary(max_depth=2), TensorBoardFigures(), CSVPredictionWriter()],
+        "callbacks": [
+            *checkpoint_callbacks(),
+            ModelSummary(max_depth=2),
+            TensorBoardFigures(),
+            CSVPredictionWriter(),
+            FiniteGuard(),
+            RNGState(),
+        ],
     }
 
 
@@ -154,20 +169,33 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
             auto_configure_optimizers=False,
             args=args,
             run=run,
+            parser_kwargs={"description": DESCRIPTION, "prog": "fashion-lab"},
         )
-    except USER_ERRORS as e:
-        if os.environ.get("FASHION_LAB_DEBUG"):
+    except Exception as e:
+        user_error = _user_error(e)
+        if user_error is None or os.environ.get("FASHION_LAB_DEBUG"):
             raise
-        while isinstance(e.__cause__, USER_ERRORS) and not isinstance(e, (DataError, CheckpointError)):
-            e = e.__cause__  # jsonargparse wraps a constructor's ValueError in "Does not validate against ..."
-        message = str(e)
-        if isinstance(e, OSError) and e.filename and not isinstance(e, DataError):
-            message = (
-                f"{e.strerror}: {e.filename}. Fix: choose a folder that you can create and write to "
-                "(e.g. --trainer.logger.init_args.save_dir), and check that no file stands in its path."
-            )
-        print(f"error: {message}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
+        print(f"error: {_message(user_error)}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
         sys.exit(1)
+
+
+def _user_error(e: BaseException) -> BaseException | None:
+    """The package's own error behind `e` (jsonargparse wraps a constructor's error in "Does not validate ..."),
+    or a file-system error that names a path; None for anything else, which is a bug and keeps its traceback."""
+    while e is not None:
+        if isinstance(e, USER_ERRORS) and not (type(e) is OSError and not e.filename):
+            return e
+        e = e.__cause__
+    return None
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename and not isinstance(e, DataError):
+        return (
+            f"{e.strerror}: {e.filename}. Fix: choose a folder that you can create and write to "
+            "(e.g. --trainer.logger.init_args.save_dir), and check that no file stands in its path."
+        )
+    return str(e)
 
 
 if __name__ == "__main__":

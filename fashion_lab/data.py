@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import datasets
 
+from fashion_lab.errors import ConfigError
 from fashion_lab.sources import DataError, candidates, download, find, read_idx, read_npz
 
 
@@ -47,7 +48,7 @@ class InMemoryImages(Dataset):
         return x, self.labels.index_select(0, idx)
 
 
-def _batch_as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """`collate_fn` for `__getitems__` datasets: the batch is already stacked (module-level: workers pickle it)."""
     return batch
 
@@ -107,7 +108,9 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes; 0 is fastest here because a batch is one tensor index.
         steps_per_execution: as in Keras' `compile(steps_per_execution=...)`: each training batch is a list of this
             many `batch_size` mini-batches (same order, same optimizer updates), so the framework's per-step cost is
-            paid once per list; 1 gives plain `(x, y)` batches. Val/test batches are `batch_size × this` in one piece.
+            paid once per list; 1 gives plain `(x, y)` batches.
+        eval_batch_size: samples per validation, test and predict batch (Keras' `validation_batch_size`); the
+            metrics do not depend on it, and large batches pay the framework's per-batch cost less often.
     """
 
     name: ClassVar[str]  # folder under data_dir, as in torchvision: <data_dir>/<name>/raw/
@@ -128,24 +131,27 @@ class ImageDataModule(L.LightningDataModule):
         normalize: bool = False,
         num_workers: int = 0,
         steps_per_execution: int = 1,
+        eval_batch_size: int = 1024,
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if not 0.0 <= val_split < 1.0:
-            raise ValueError(f"val_split must be in [0, 1) (a fraction; 0 = no validation set), got {val_split!r}.")
+            raise ConfigError(f"val_split must be in [0, 1) (a fraction; 0 = no validation set), got {val_split!r}.")
         if split not in ("keras", "random"):
-            raise ValueError(f"split must be one of 'keras', 'random', got {split!r}.")
+            raise ConfigError(f"split must be one of 'keras', 'random', got {split!r}.")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers!r}.")
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers!r}.")
         if not isinstance(steps_per_execution, int) or steps_per_execution <= 0:
-            raise ValueError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
+            raise ConfigError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
+        if not isinstance(eval_batch_size, int) or eval_batch_size <= 0:
+            raise ConfigError(f"eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
         self.save_hyperparameters(ignore=["data_dir"])
         self.hparams["data_dir"] = str(data_dir)  # a Path would make checkpoints unloadable with weights_only=True
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.val_split, self.split, self.seed = batch_size, val_split, split, seed
         self.download, self.normalize, self.num_workers = download, normalize, num_workers
-        self.steps_per_execution = steps_per_execution
+        self.steps_per_execution, self.eval_batch_size = steps_per_execution, eval_batch_size
         self.train_set = self.val_set = self.test_set = None
         self.mean, self.std = 0.0, 1.0
 
@@ -189,24 +195,24 @@ class ImageDataModule(L.LightningDataModule):
         # masks, so a run resumed at an epoch boundary takes the same masks as one that never stopped.
         generator = torch.Generator().manual_seed(self.seed)
         collate = {} if self.steps_per_execution == 1 else {"collate_fn": MiniBatches(self.batch_size)}
-        return self._loader(
-            self.train_set, sampler=EpochShuffler(len(self.train_set), self.seed), generator=generator, **collate
-        )
+        sampler = EpochShuffler(len(self.train_set), self.seed)
+        batch = self.batch_size * self.steps_per_execution
+        return self._loader(self.train_set, batch, sampler=sampler, generator=generator, **collate)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set) if len(self.val_set) else []
+        return self._loader(self.val_set, self.eval_batch_size) if len(self.val_set) else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
+        return self._loader(self.test_set, self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
+        return self._loader(self.test_set, self.eval_batch_size)
 
-    def _loader(self, dataset: InMemoryImages, **kwargs) -> DataLoader:
+    def _loader(self, dataset: InMemoryImages, batch_size: int, **kwargs) -> DataLoader:
         # A standard DataLoader (so Lightning can swap in a DistributedSampler); never drop_last on val/test.
         return DataLoader(
             dataset,
-            **{"batch_size": self.batch_size * self.steps_per_execution, "collate_fn": _batch_as_is, **kwargs},
+            **{"batch_size": batch_size, "collate_fn": keep_batch, **kwargs},
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -214,7 +220,7 @@ class ImageDataModule(L.LightningDataModule):
     def _load(self, first: int) -> tuple[Tensor, Tensor]:
         """Read resources[first] (images) and resources[first + 1] (labels), checked, as uint8 / int64 tensors."""
         (image_file, _), (label_file, _) = self.resources[first : first + 2]
-        image_path, label_path = self._path(image_file), self._path(label_file)
+        image_path, label_path = self.path(image_file), self.path(label_file)
         if image_path.suffix == ".npz":
             images, labels = read_npz(image_path, ndim=3), read_npz(label_path, ndim=1)
         else:
@@ -234,7 +240,8 @@ class ImageDataModule(L.LightningDataModule):
         images = images if images.flags.writeable else images.copy()  # IDX arrays view the read-only file bytes
         return torch.from_numpy(images), torch.from_numpy(labels.astype("int64"))
 
-    def _path(self, file_name: str) -> Path:
+    def path(self, file_name: str) -> Path:
+        """Where `file_name` was found (data_dir, torchvision's layout, a local copy), or a DataError with the fix."""
         path = find(file_name, self.search_dirs)
         if path is None:
             raise self._missing(file_name)

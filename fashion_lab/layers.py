@@ -1,9 +1,13 @@
-"""Keras Dense options by name: activations, initializers, regularizers and constraints, each one small table.
+"""Keras' Dense stack as a plain `nn.Module`, and its options by name: activations, initializers, regularizers and
+constraints, each one small table.
 
 Every table maps the word a user writes in YAML (Keras' own spelling) to its PyTorch equivalent, so the config,
 the saved hparams and TensorBoard all show the same word. torch's `nn.Linear` stores the kernel as (out, in),
 the transpose of Keras' (in, out): Keras' `axis=0` (over the inputs of one unit) is torch's `dim=-1`.
 
+>>> net = DenseStack(num_classes=10, hidden=(128,))  # the seed's network: 101,770 parameters, forward → logits
+>>> net(torch.rand(2, 1, 28, 28)).shape, sum(p.numel() for p in net.parameters())
+(torch.Size([2, 10]), 101770)
 >>> dense = torch.nn.Linear(4, 3)
 >>> _ = INITIALIZERS["ones"](dense.weight)
 >>> regularization(dense.weight, "l1", l1=0.5, l2=0.0).item()  # 0.5 · Σ|w| over 12 ones
@@ -13,12 +17,15 @@ the transpose of Keras' (in, out): Keras' `axis=0` (over the inputs of one unit)
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from fashion_lab.errors import ConfigError, check
 
 Activation = Literal[
     "relu", "leaky_relu", "elu", "selu", "gelu", "sigmoid", "tanh", "softplus", "softsign", "swish", "linear"
@@ -44,9 +51,9 @@ T = TypeVar("T")
 
 
 def choose(table: Mapping[str, T], value: str, argument: str) -> T:
-    """`table[value]`, or a ValueError naming the argument, the bad value and the allowed words."""
+    """`table[value]`, or a ConfigError naming the argument, the bad value and the allowed words."""
     if value not in table:
-        raise ValueError(f"{argument}={value!r} is not supported; choose one of {', '.join(table)}.")
+        raise ConfigError(f"{argument}={value!r} is not supported; choose one of {', '.join(table)}.")
     return table[value]
 
 
@@ -123,3 +130,131 @@ CONSTRAINTS: dict[str, Callable[[Tensor], object]] = {
     "unit_norm": partial(_rescale_norm, low=1.0, high=1.0, rate=1.0),
     "min_max_norm": partial(_rescale_norm, low=0.0, high=1.0, rate=1.0),  # Keras MinMaxNorm defaults
 }
+
+
+class DenseStack(nn.Sequential):
+    """Keras' `Sequential([Flatten, Dense(units, activation), Dropout, ..., Dense(C)])`; `forward` returns logits.
+
+    Works without Lightning: `net(x)` for logits, `net.penalty()` for Keras' `model.losses` (the kernel, bias and
+    activity penalties to add to the loss), `net.apply_constraints()` after each optimizer update, as Keras does.
+    The Dense options apply to every Dense layer; `activation`, Dropout and the activity regularizer to the hidden
+    ones (the output's softmax lives in the loss). Layers carry Keras' names, so a summary reads like Keras'.
+
+    Args:
+        num_classes: units of the output layer.
+        hidden: units of each hidden Dense layer.
+        activation: the hidden layers' activation (Keras' string names).
+        dropout: rate of the Dropout after each hidden layer.
+        use_bias: Dense(use_bias=...).
+        kernel_initializer: Keras initializer name for every kernel.
+        bias_initializer: Keras initializer name for every bias.
+        kernel_regularizer: "l1", "l2" or "l1_l2" penalty on every kernel, with factors `l1` / `l2`.
+        bias_regularizer: the same on every bias.
+        activity_regularizer: the same on each hidden layer's output (after its activation), divided by the batch.
+        l1: the L1 factor λ1 of the regularizers (Keras' string default 0.01).
+        l2: the L2 factor λ2 of the regularizers (Keras' string default 0.01).
+        kernel_constraint: Keras constraint name applied to every kernel after each update.
+        bias_constraint: the same for every bias.
+        in_features: inputs after Flatten (28×28).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        hidden: tuple[int, ...] = (128,),
+        activation: Activation = "relu",
+        dropout: float = 0.2,
+        use_bias: bool = True,
+        kernel_initializer: Initializer = "glorot_uniform",
+        bias_initializer: Initializer = "zeros",
+        kernel_regularizer: Regularizer | None = None,
+        bias_regularizer: Regularizer | None = None,
+        activity_regularizer: Regularizer | None = None,
+        l1: float = 0.01,
+        l2: float = 0.01,
+        kernel_constraint: Constraint | None = None,
+        bias_constraint: Constraint | None = None,
+        in_features: int = 28 * 28,
+    ) -> None:
+        _check_dense_options(num_classes, hidden, dropout, l1, l2)
+        for argument, value in (
+            ("kernel_regularizer", kernel_regularizer),
+            ("bias_regularizer", bias_regularizer),
+            ("activity_regularizer", activity_regularizer),
+        ):
+            if value is not None:
+                choose(REGULARIZERS, value, argument)
+        if activity_regularizer is not None and not hidden:
+            raise ConfigError(
+                f"activity_regularizer={activity_regularizer!r} needs a hidden layer; hidden=() has none. "
+                "Fix: add hidden units, or drop the activity regularizer."
+            )
+        make_activation = choose(ACTIVATIONS, activation, "activation")
+        layers, width = [("flatten", nn.Flatten())], in_features
+        for i, units in enumerate(hidden):
+            suffix = f"_{i}" if i else ""
+            layers += [
+                (f"dense{suffix}", nn.Linear(width, units, bias=use_bias)),  # Keras Dense: glorot_uniform, zero bias
+                (f"{activation}{suffix}", make_activation()),
+                (f"dropout{suffix}", nn.Dropout(dropout)),
+            ]
+            width = units
+        layers.append(("logits", nn.Linear(width, num_classes, bias=use_bias)))  # Keras' softmax is in the loss
+        super().__init__(OrderedDict(layers))
+        for kind, name, argument in (("weight", kernel_initializer, "kernel_initializer"),
+                                     ("bias", bias_initializer, "bias_initializer")):  # fmt: skip
+            init = choose(INITIALIZERS, name, argument)
+            for p in self.dense_params(kind):
+                init(p)
+        self.weight_regularizers = [
+            (k, r) for k, r in (("weight", kernel_regularizer), ("bias", bias_regularizer)) if r
+        ]
+        self.activity_regularizer, self.l1, self.l2 = activity_regularizer, l1, l2
+        pairs = (("weight", kernel_constraint, "kernel_constraint"), ("bias", bias_constraint, "bias_constraint"))
+        self.constraints = [(kind, choose(CONSTRAINTS, c, arg)) for kind, c, arg in pairs if c is not None]
+        self.activity_penalty: Tensor | None = None  # of the last forward, as Keras' `layer.losses`
+
+    def dense_params(self, kind: str) -> list[nn.Parameter]:
+        """Every Dense layer's kernel ("weight") or bias, in layer order."""
+        return [getattr(m, kind) for m in self if isinstance(m, nn.Linear) and getattr(m, kind) is not None]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 1, 28, 28) or (B, 28, 28) images → (B, C) logits."""
+        if self.activity_regularizer is None:
+            return super().forward(x)
+        penalty = 0.0
+        for layer in self:
+            x = layer(x)
+            if not isinstance(layer, (nn.Flatten, nn.Linear, nn.Dropout)):  # an activation's output
+                # Keras divides the activity penalty by the batch size, so λ does not depend on it
+                penalty = penalty + regularization(x, self.activity_regularizer, self.l1, self.l2) / len(x)
+        self.activity_penalty = penalty
+        return x
+
+    def penalty(self) -> Tensor | None:
+        """Keras' `sum(model.losses)`: λ1·Σ|w| + λ2·Σw² over the regularized kernels/biases, plus the last forward's
+        activity penalty; None when nothing is regularized (so the loss needs no extra add)."""
+        terms = [regularization(p, name, self.l1, self.l2) for kind, name in self.weight_regularizers
+                 for p in self.dense_params(kind)]  # fmt: skip
+        if self.activity_penalty is not None:
+            terms.append(self.activity_penalty)
+        return torch.stack(terms).sum() if terms else None
+
+    @torch.no_grad()
+    def apply_constraints(self) -> None:
+        """Keras applies kernel/bias constraints to the variables right after each optimizer update."""
+        for kind, constrain in self.constraints:
+            for p in self.dense_params(kind):
+                constrain(p)
+
+
+def _check_dense_options(num_classes: int, hidden: tuple[int, ...], dropout: float, l1: float, l2: float) -> None:
+    check(
+        [
+            ("num_classes", num_classes, isinstance(num_classes, int) and num_classes >= 2, "an integer >= 2"),
+            ("hidden", hidden, all(isinstance(h, int) and h > 0 for h in hidden), "positive integers"),
+            ("dropout", dropout, 0.0 <= dropout < 1.0, "0 <= dropout < 1"),
+            ("l1", l1, l1 >= 0, "l1 >= 0"),
+            ("l2", l2, l2 >= 0, "l2 >= 0"),
+        ]
+    )

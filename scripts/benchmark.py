@@ -1,13 +1,16 @@
-"""Whole-process wall time and peak memory of the default `fit` against a hand-written PyTorch loop, side by side.
+"""Whole-process wall time and peak memory of fashion_lab's ways to train against a hand-written PyTorch loop.
 
-    python scripts/benchmark.py                 # 3 alternating rounds on real Fashion-MNIST, then a K49-sized run
-    python scripts/benchmark.py --repeats 5 --no-k49
+    python scripts/benchmark.py                 # 5 rotated rounds on real Fashion-MNIST, then a K49-sized run
+    python scripts/benchmark.py --repeats 3 --no-k49
 
 (a) scripts/handwritten_loop.py: the same model, data, optimizer, epochs and batch size, no framework (the floor);
 (b) `python -m fashion_lab.cli fit --config configs/fashion_mnist.yaml`: everything on (metrics, TensorBoard
-figures, checkpoints, progress bar, the final test). Each is a fresh process, run alternately a, b, a, b, ...
-so that machine noise hits both alike; medians and the b/a ratio are printed with each one's peak RSS.
-The K49-sized part writes 232,365 + 38,547 synthetic images in the official npz format and fits one epoch.
+figures, checkpoints, progress bar, the final test), steps_per_execution 32;
+(c) the README's library example (scripts/library_example.py): plain batches, automatic optimization;
+(d) the same with the data module's steps_per_execution=32.
+Each is a fresh process, run in rotation a, b, c, d, a, b, ... so that machine noise hits all alike; medians and
+the ratio to (a) are printed with each one's peak RSS. The K49-sized part writes 232,365 + 38,547 synthetic images
+in the official npz format and fits one epoch.
 """
 
 from __future__ import annotations
@@ -36,26 +39,26 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def last_line(cwd: Path, prefix: str) -> str:
-    return next((ln for ln in reversed((cwd / "stdout.txt").read_text().splitlines()) if ln.startswith(prefix)), "")
-
-
-def compare(name: str, floor_cmd: list[str], fit_cmd: list[str], repeats: int) -> None:
-    times: dict[str, list[float]] = {"a": [], "b": []}
-    rss: dict[str, list[float]] = {"a": [], "b": []}
+def compare(name: str, programs: dict[str, list[str]], repeats: int) -> None:
+    """Run the programs in rotation `repeats` times; the first is the reference of every ratio."""
+    times: dict[str, list[float]] = {label: [] for label in programs}
+    rss: dict[str, list[float]] = {label: [] for label in programs}
     for i in range(repeats):
-        for key, cmd in (("a", floor_cmd), ("b", fit_cmd)):
+        for label, cmd in programs.items():
             with tempfile.TemporaryDirectory() as cwd:
                 seconds, peak = run(cmd, Path(cwd))
-                score = last_line(Path(cwd), "test acc" if key == "a" else "Test (")
-            times[key].append(seconds)
-            rss[key].append(peak)
-            print(f"  round {i + 1} {key}: {seconds:6.2f} s, peak RSS {peak:5.0f} MiB   {score}", flush=True)
-    a, b = statistics.median(times["a"]), statistics.median(times["b"])
+                out = (Path(cwd) / "stdout.txt").read_text().splitlines()
+                score = next((ln for ln in reversed(out) if ln.startswith(("test acc", "Test (", "0."))), "")
+            times[label].append(seconds)
+            rss[label].append(peak)
+            print(f"  round {i + 1} {label[:3]} {seconds:6.2f} s, peak RSS {peak:5.0f} MiB   {score}", flush=True)
+    medians = {label: statistics.median(t) for label, t in times.items()}
+    reference = next(iter(medians.values()))
     print(f"\n{name} ({repeats} rounds, medians)")
     print("| program | wall | peak RSS | vs hand-written loop |\n|---|---:|---:|---:|")
-    print(f"| (a) hand-written PyTorch loop | {a:.2f} s | {max(rss['a']):.0f} MiB | 1.00× |")
-    print(f"| (b) `python -m fashion_lab.cli fit` | {b:.2f} s | {max(rss['b']):.0f} MiB | {b / a:.2f}× |\n")
+    for label, median in medians.items():
+        print(f"| {label} | {median:.2f} s | {max(rss[label]):.0f} MiB | {median / reference:.2f}× |")
+    print()
 
 
 def epoch_seconds(dm_class: type, data_dir: str) -> float:
@@ -78,7 +81,7 @@ def epoch_seconds(dm_class: type, data_dir: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--no-k49", action="store_true", help="skip the K49-sized memory and scaling runs")
     args = parser.parse_args()
@@ -87,7 +90,14 @@ def main() -> None:
     epochs = ["--epochs", str(args.epochs)]
     floor = [sys.executable, str(REPO / "scripts" / "handwritten_loop.py"), *epochs]
     fit = [sys.executable, "-m", "fashion_lab.cli", "fit", "--config", str(REPO / "configs" / "fashion_mnist.yaml")]
-    compare("Fashion-MNIST, the seed's settings", floor, [*fit, "--trainer.max_epochs", str(args.epochs)], args.repeats)
+    example = [sys.executable, str(REPO / "scripts" / "library_example.py"), "--max-epochs", str(args.epochs)]
+    programs = {
+        "(a) hand-written PyTorch loop": floor,
+        "(b) `python -m fashion_lab.cli fit`": [*fit, "--trainer.max_epochs", str(args.epochs)],
+        "(c) README library example": example,
+        "(d) README library example, `steps_per_execution=32`": [*example, "--steps-per-execution", "32"],
+    }
+    compare("Fashion-MNIST, the seed's settings", programs, args.repeats)
     if args.no_k49:
         return
 
@@ -97,7 +107,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", write], check=True)
         k49 = ["--data", "K49DataModule", "--data.data_dir", k49_dir, "--data.download", "false"]
         floor_k49 = [*floor[:2], "--epochs", "1", "--k49", k49_dir]
-        compare("K49-sized synthetic set, 1 epoch", floor_k49, [*fit, *k49, "--trainer.max_epochs", "1"], 1)
+        k49_programs = {"(a) hand-written loop": floor_k49, "(b) `fit`": [*fit, *k49, "--trainer.max_epochs", "1"]}
+        compare("K49-sized synthetic set, 1 epoch", k49_programs, 1)
         from fashion_lab import FashionMNISTDataModule, K49DataModule
 
         fashion, k49_epoch = epoch_seconds(FashionMNISTDataModule, "data"), epoch_seconds(K49DataModule, k49_dir)

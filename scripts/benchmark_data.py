@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from fashion_lab import FashionMNISTDataModule
-from fashion_lab.data import EpochShuffler, InMemoryImages, _batch_as_is
+from fashion_lab.data import EpochShuffler, InMemoryImages, keep_batch
 from fashion_lab.synthetic import make_images
 
 
@@ -35,7 +35,7 @@ def torchvision_loader(dm: FashionMNISTDataModule, root: Path) -> DataLoader:
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for name, _ in dm.resources:
-        with gzip.open(dm._path(name)) as src, open(raw / name.removesuffix(".gz"), "wb") as dst:
+        with gzip.open(dm.path(name)) as src, open(raw / name.removesuffix(".gz"), "wb") as dst:
             shutil.copyfileobj(src, dst)
     full = datasets.FashionMNIST(root, train=True, transform=transforms.ToTensor())
     return DataLoader(Subset(full, range(48_000)), batch_size=32, shuffle=True)
@@ -62,7 +62,7 @@ def main() -> None:
     images, labels = make_images(args.k49_size, num_classes=49)
     n_train = int(len(labels) * 0.8)
     k49 = InMemoryImages(torch.from_numpy(images[:n_train]), torch.from_numpy(labels[:n_train].astype("int64")))
-    loader = DataLoader(k49, batch_size=32, sampler=EpochShuffler(n_train, seed=0), collate_fn=_batch_as_is)
+    loader = DataLoader(k49, batch_size=32, sampler=EpochShuffler(n_train, seed=0), collate_fn=keep_batch)
     seconds, n = epoch_seconds(loader)
     mib = k49.images.nbytes / 2**20
     print(f"K49-sized synthetic train epoch, batch 32 ({n:,} images): {seconds:.3f} s")

@@ -1,7 +1,11 @@
-"""Shared fixtures: tiny learnable data sets in the official file formats, and a fast Trainer."""
+"""Shared fixtures and helpers: tiny learnable data sets in the official file formats, a fast Trainer, the command
+line run as a user runs it, and the `real_data` marker's skip when Debian's Fashion-MNIST is not installed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +14,35 @@ import pytest
 
 from fashion_lab import FashionMNISTDataModule, K49DataModule
 from fashion_lab.synthetic import write_idx_set, write_k49
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist, installed by .ci/run
+# The CLI on small synthetic MNIST files in ./data, without progress bar or summary: the arguments most tests share
+SYNTHETIC = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+FIT = ["fit", *SYNTHETIC, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.real_data` also skips the test, with the fix, where the real data set is not installed."""
+    if REAL_FASHION.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"needs {REAL_FASHION}: apt-get install dataset-fashion-mnist")
+    for item in items:
+        if "real_data" in item.keywords:
+            item.add_marker(skip)
+
+
+def run_command(args: list[str], cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    """`python ARGS` in `cwd` as a user runs it, this checkout first on the path; FASHION_LAB_DEBUG only if given."""
+    base = {k: v for k, v in os.environ.items() if k != "FASHION_LAB_DEBUG"}
+    env = {**base, "PYTHONPATH": str(REPO), **env}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
+    """`python -m fashion_lab.cli ARGS` in `cwd`, as a user runs it."""
+    return run_command(["-m", "fashion_lab.cli", *args], cwd, timeout, **env)
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import QUIET, REPO, SYNTHETIC, run_cli
 
 from fashion_lab.cli import cli_main
 from fashion_lab.synthetic import write_idx_set
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 SEED = REPO / "configs" / "fashion_mnist.yaml"
 
@@ -26,10 +23,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_idx_set(tmp_path / "data", n_train=250, n_test=60)
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-SYNTHETIC = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
@@ -146,19 +139,8 @@ def test_resume_last_without_runs_fails_clearly(workdir: Path, capsys: pytest.Ca
 
 @pytest.mark.slow
 @pytest.mark.real_data
-@pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="apt-get install dataset-fashion-mnist"
-)
 def test_real_one_epoch_fit_subprocess(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, "-m", "fashion_lab.cli", "fit", "--trainer.max_epochs", "1", *QUIET],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_cli(["fit", "--trainer.max_epochs", "1", *QUIET], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("Test ("))
     acc = float(line.split(" - acc ")[1].split()[0])

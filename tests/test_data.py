@@ -72,7 +72,7 @@ def test_random_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
 
 def test_batches_are_float_in_unit_range_and_never_drop(tmp_path: Path) -> None:
     write_idx_set(tmp_path, n_train=100, n_test=45)
-    dm = mnist(tmp_path, batch_size=16)
+    dm = mnist(tmp_path, batch_size=16, eval_batch_size=16)
     dm.setup("fit")
     dm.setup("test")
     x, y = next(iter(dm.train_dataloader()))
@@ -139,7 +139,7 @@ def test_mean_std_from_histogram() -> None:
 
 def test_k49_reads_official_npz_format(tmp_path: Path) -> None:
     write_k49(tmp_path, n_train=98, n_test=49)
-    dm = K49DataModule(data_dir=tmp_path, download=False, batch_size=8)
+    dm = K49DataModule(data_dir=tmp_path, download=False, batch_size=8, eval_batch_size=8)
     dm.prepare_data()
     dm.setup("fit")
     dm.setup("test")

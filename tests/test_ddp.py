@@ -11,33 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
+from conftest import QUIET, REPO, run_cli
 
 TESTS = Path(__file__).resolve().parent
-FIT = [
-    "fit",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.callbacks+=test_ddp.RankProbe",
-]
+FIT = ["fit", "--trainer.max_epochs", "1", *QUIET, "--trainer.callbacks+=test_ddp.RankProbe"]
 # Per-rank batch 16: the two ranks' averaged gradients make the single run's 32-image step, and as many of them
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "16"]
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.real_data,
-    pytest.mark.skipif(
-        not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="apt-get install dataset-fashion-mnist"
-    ),
 ]
 
 
@@ -71,15 +58,7 @@ class RankProbe(L.Callback):
 def fit(cwd: Path, *extra: str) -> tuple[float, list[dict]]:
     """Run `fit` (then test) in `cwd`; return the printed test accuracy and each rank's probe report."""
     cwd.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(
-        [sys.executable, "-m", "fashion_lab.cli", *FIT, *extra],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_cli([*FIT, *extra], cwd, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]))  # RankProbe
     assert result.returncode == 0, result.stderr[-3000:]
     tests = [line for line in result.stdout.splitlines() if line.startswith("Test (")]
     assert tests, result.stdout[-2000:]

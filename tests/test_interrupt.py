@@ -18,15 +18,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import QUIET, SYNTHETIC, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lab.synthetic import write_idx_set
 
 # 4,000 training images in plain batches of 32 (125 steps): an epoch lasts seconds, long enough to land a signal in
 FIT = [
-    *("fit", "--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"),
+    "fit",
+    *SYNTHETIC,
+    *QUIET,
     *("--data.steps_per_execution", "1", "--trainer.max_epochs", "3", "--test_after_fit", "false"),
-    *("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
 ]
 STEPS_PER_EPOCH = 125
 
@@ -61,7 +63,7 @@ def final_val(folder: Path) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = new_workdir(tmp_path_factory.mktemp("uninterrupted"))
-    result = subprocess.run(cli(*FIT), cwd=folder, capture_output=True, text=True, timeout=600)
+    result = run_cli(FIT, folder)
     assert result.returncode == 0, result.stderr[-2000:]
     return folder
 
@@ -84,7 +86,7 @@ def test_interrupted_fit_resumes_as_if_never_stopped(tmp_path: Path, sig: signal
     names = sorted(p.name for p in last_ckpt(folder).parent.iterdir())
     assert names[-1] == "last.ckpt" and all(n.endswith(".ckpt") and not n.startswith(".") for n in names), names
 
-    resumed = subprocess.run(cli(*FIT, "--ckpt_path", "last"), cwd=folder, capture_output=True, text=True, timeout=600)
+    resumed = run_cli([*FIT, "--ckpt_path", "last"], folder)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not (folder / "lightning_logs" / "version_1").exists()  # continued in the interrupted run's folder
     ours, theirs = (torch.load(last_ckpt(f), weights_only=True) for f in (folder, uninterrupted))

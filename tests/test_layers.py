@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashion_lab import MLPClassifier
-from fashion_lab.layers import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, regularization
+from fashion_lab.layers import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, DenseStack, regularization
 
 X = torch.linspace(-3, 3, 13)
 EXPECTED_ACTIVATIONS = {
@@ -97,22 +97,35 @@ def test_regularization_formula(name: str, expected: float) -> None:
 
 
 def test_kernel_l1_penalty_equals_lambda_times_sum_abs() -> None:
-    model = MLPClassifier(kernel_regularizer="l1", l1=0.01)
-    kernels = [model.net.dense.weight, model.net.logits.weight]
+    net = DenseStack(kernel_regularizer="l1", l1=0.01)
+    kernels = [net.dense.weight, net.logits.weight]
     expected = 0.01 * sum(k.abs().sum() for k in kernels)
-    torch.testing.assert_close(model._weight_penalty(), expected)
-    both = MLPClassifier(kernel_regularizer="l2", bias_regularizer="l1", bias_initializer="ones", l1=0.1, l2=0.2)
-    expected = 0.2 * (both.net.dense.weight.square().sum() + both.net.logits.weight.square().sum()) + 0.1 * (128 + 10)
-    torch.testing.assert_close(both._weight_penalty(), expected)
+    torch.testing.assert_close(net.penalty(), expected)
+    both = DenseStack(kernel_regularizer="l2", bias_regularizer="l1", bias_initializer="ones", l1=0.1, l2=0.2)
+    expected = 0.2 * (both.dense.weight.square().sum() + both.logits.weight.square().sum()) + 0.1 * (128 + 10)
+    torch.testing.assert_close(both.penalty(), expected)
+    assert DenseStack().penalty() is None  # nothing regularized: nothing to add to the loss
 
 
 def test_activity_penalty_is_per_sample_mean() -> None:
-    model = MLPClassifier(activity_regularizer="l2", l2=0.5, dropout=0.0).eval()
+    net = DenseStack(activity_regularizer="l2", l2=0.5, dropout=0.0).eval()
     x = torch.rand(4, 1, 28, 28)
-    logits, penalty = model._forward_with_activity(x)
-    hidden = F.relu(model.net.dense(x.flatten(1)))
-    torch.testing.assert_close(logits, model(x))
-    torch.testing.assert_close(penalty, 0.5 * hidden.square().sum() / 4)
+    logits = net(x)
+    hidden = F.relu(net.dense(x.flatten(1)))
+    torch.testing.assert_close(logits, net.logits(hidden))
+    torch.testing.assert_close(net.penalty(), 0.5 * hidden.square().sum() / 4)
+
+
+def test_dense_stack_is_a_plain_module_with_any_input_width() -> None:
+    net = DenseStack(num_classes=5, hidden=(16, 8), activation="tanh", in_features=12, kernel_constraint="unit_norm")
+    assert [name for name, _ in net.named_children()] == [
+        "flatten", "dense", "tanh", "dropout", "dense_1", "tanh_1", "dropout_1", "logits"
+    ]  # fmt: skip
+    assert net(torch.rand(3, 12)).shape == (3, 5)
+    with torch.no_grad():
+        net.dense.weight.mul_(3.0)
+    net.apply_constraints()  # as Keras after each update
+    torch.testing.assert_close(net.dense.weight.norm(dim=1), torch.ones(16))
 
 
 @pytest.mark.parametrize("name", list(CONSTRAINTS))

@@ -12,7 +12,15 @@ from conftest import make_trainer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
 
-from fashion_lab import FashionMNISTDataModule, MLPClassifier, NonFiniteLossError, TensorBoardFigures
+from fashion_lab import (
+    ConfigError,
+    FashionMNISTDataModule,
+    FiniteGuard,
+    MLPClassifier,
+    NonFiniteLossError,
+    TensorBoardFigures,
+    optim,
+)
 
 DataFactory = Callable[..., FashionMNISTDataModule]
 
@@ -44,22 +52,23 @@ def test_forward_returns_logits() -> None:
 @pytest.mark.parametrize(
     ("name", "cls", "lr", "extra"),
     [
-        ("adam", torch.optim.Adam, 1e-3, {"eps": 1e-7}),
-        ("adamw", torch.optim.AdamW, 1e-3, {"eps": 1e-7}),
-        ("sgd", torch.optim.SGD, 1e-2, {"momentum": 0.0, "nesterov": False}),
-        ("rmsprop", torch.optim.RMSprop, 1e-3, {"alpha": 0.9, "eps": 1e-7}),
+        ("adam", optim.Adam, 1e-3, {"eps": 1e-7, "betas": (0.9, 0.999), "weight_decay": 0.0}),
+        ("adamw", optim.AdamW, 1e-3, {"eps": 1e-7, "weight_decay": 0.004}),  # Keras' AdamW default, not torch's 0.01
+        ("sgd", optim.SGD, 1e-2, {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}),
+        ("rmsprop", optim.RMSprop, 1e-3, {"rho": 0.9, "eps": 1e-7, "centered": False}),
     ],
 )
 def test_optimizers_with_keras_defaults(name: str, cls: type, lr: float, extra: dict) -> None:
-    opt = MLPClassifier(optimizer=name).configure_optimizers()
+    opt = MLPClassifier(optimizer=name).configure_optimizers()["optimizer"]
     assert type(opt) is cls
-    assert {k: opt.defaults[k] for k in ["lr", "weight_decay", *extra]} == {"lr": lr, "weight_decay": 0.0, **extra}
+    assert {k: opt.defaults[k] for k in ["lr", *extra]} == {"lr": lr, **extra}
 
 
-def test_sgd_nesterov_and_weight_decay() -> None:
-    opt = MLPClassifier(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4).configure_optimizers()
+def test_sgd_nesterov_weight_decay_and_clipping_reach_the_optimizer() -> None:
+    model = MLPClassifier(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4, clipnorm=1.0)
+    opt = model.configure_optimizers()["optimizer"]
     assert (opt.defaults["lr"], opt.defaults["momentum"], opt.defaults["nesterov"]) == (0.1, 0.9, True)
-    assert opt.defaults["weight_decay"] == 1e-4
+    assert (opt.defaults["weight_decay"], opt.clipnorm, opt.global_clipnorm) == (1e-4, 1.0, None)
 
 
 @pytest.mark.parametrize(
@@ -75,14 +84,22 @@ def test_sgd_nesterov_and_weight_decay() -> None:
         ({"weight_decay": -1e-4}, r"weight_decay=-0.0001 is out of range"),
         ({"momentum": 1.5}, r"momentum=1.5 is out of range; allowed: 0 <= momentum < 1"),
         ({"nesterov": True}, r"nesterov=True is out of range; allowed: nesterov=True only with momentum > 0"),
-        ({"optimizer": "lbfgs"}, r"optimizer='lbfgs' is not supported; choose one of adam, adamw, sgd, rmsprop"),
+        ({"optimizer": "lbfgs"}, r"optimizer='lbfgs' is not supported; choose one of adam, adamw, rmsprop, sgd"),
+        ({"clipnorm": 1.0, "clipvalue": 0.5}, r"clipnorm and clipvalue are both set; Keras allows one clipping option"),
+        ({"global_clipnorm": 0.0}, r"global_clipnorm=0.0 is out of range; allowed: a positive number, or None"),
+        (
+            {"gradient_accumulation_steps": 0},
+            r"gradient_accumulation_steps=0 is out of range; allowed: an integer",
+        ),
+        ({"lr_schedule": "cosine"}, r"lr_schedule='cosine' is not supported; choose one of constant, cosine_decay"),
+        ({"lr_schedule": "piecewise_constant_decay"}, r"needs boundaries and values, e.g. boundaries=\[1500, 3000\]"),
         ({"loss": "hinge"}, r"loss='hinge' is not supported; choose one of cross_entropy"),
         ({"momentum": 0.9}, r"momentum=0.9 has no effect with optimizer='adam'; allowed with: 'sgd', 'rmsprop'"),
         ({"hidden": (), "activity_regularizer": "l1"}, r"activity_regularizer='l1' needs a hidden layer"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         MLPClassifier(**kwargs)
 
 
@@ -144,4 +161,8 @@ def test_non_finite_loss_names_epoch_and_step(fashion: DataFactory, tmp_path: Pa
     model = MLPClassifier()
     model.loss_fn = lambda logits, y: logits.sum() * float("nan")
     with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 0, step 4\."):
-        make_trainer(tmp_path, limit_val_batches=0).fit(model, fashion(steps_per_execution=4))
+        make_trainer(tmp_path, limit_val_batches=0, callbacks=[FiniteGuard()]).fit(
+            model, fashion(steps_per_execution=4)
+        )
+    with pytest.raises(NonFiniteLossError, match=r"training loss is nan at epoch 0, step 1\."):
+        make_trainer(tmp_path, limit_val_batches=0, callbacks=[FiniteGuard()]).fit(model, fashion())

@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_command
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.real_data,
-    pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
+
+
+def readme_example() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    return re.search(r"<!-- example: .*? -->\n```python\n(.*?)```", readme, re.S).group(1)
 
 
 def test_readme_example_runs(tmp_path: Path) -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    code = re.search(r"<!-- example: .*? -->\n```python\n(.*?)```", readme, re.S).group(1)
+    code = readme_example()
     assert "from fashion_lab import" in code and len(code.splitlines()) <= 12
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600
-    )
+    result = run_command([str(REPO / "scripts" / "library_example.py")], tmp_path)  # runs the README's block
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.strip().splitlines()[-1]) >= 0.80
     assert list((tmp_path / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
 
 
 def test_reproduce_seed_quick(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "reproduce_seed.py"), "--quick", "--out", str(tmp_path / "reports")],
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_command(
+        [str(REPO / "scripts" / "reproduce_seed.py"), "--quick", "--out", str(tmp_path / "reports")], tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "reports" / "seed_study.md").read_text(encoding="utf-8")

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REAL_FASHION
 
 from fashion_lab import FashionMNISTDataModule
 from fashion_lab.sources import read_idx
 
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = [
-    pytest.mark.real_data,
-    pytest.mark.skipif(not DEBIAN.is_dir(), reason="apt-get install dataset-fashion-mnist"),
-]
+pytestmark = pytest.mark.real_data
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +26,7 @@ def dm(tmp_path_factory: pytest.TempPathFactory) -> FashionMNISTDataModule:
 
 
 def test_debian_copy_matches_upstream_content() -> None:
-    md5 = hashlib.md5(gzip.decompress((DEBIAN / "t10k-labels-idx1-ubyte.gz").read_bytes())).hexdigest()
+    md5 = hashlib.md5(gzip.decompress((REAL_FASHION / "t10k-labels-idx1-ubyte.gz").read_bytes())).hexdigest()
     assert md5 == "15d484375f8d13e6eb1aabb0c3f46965"  # upstream's uncompressed md5 (shared/DATASETS.md)
 
 
@@ -42,7 +38,7 @@ def test_counts_and_split(dm: FashionMNISTDataModule) -> None:
 
 
 def test_keras_split_val_is_file_rows_48000_to_59999(dm: FashionMNISTDataModule) -> None:
-    rows = read_idx(DEBIAN / "train-images-idx3-ubyte.gz", "images")
+    rows = read_idx(REAL_FASHION / "train-images-idx3-ubyte.gz", "images")
     assert torch.equal(dm.val_set.images, torch.from_numpy(rows[48_000:].copy()))
     assert torch.equal(dm.train_set.images[:5], torch.from_numpy(rows[:5].copy()))
 

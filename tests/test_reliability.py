@@ -8,8 +8,6 @@ import gzip
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,26 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FIT, QUIET, SYNTHETIC, run_cli
 
 from fashion_lab.synthetic import idx_bytes, make_images, write_idx_set, write_k49
 
-SYNTHETIC = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
 K49 = ["--data", "K49DataModule", "--data.data_dir", "data", "--data.download", "false"]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-FIT = ["fit", *SYNTHETIC, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
-
-
-def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m fashion_lab.cli ARGS` in `cwd`, as a user runs it."""
-    env = {k: v for k, v in {**os.environ, **env}.items() if k != "FASHION_LAB_DEBUG" or "FASHION_LAB_DEBUG" in env}
-    return subprocess.run(
-        [sys.executable, "-m", "fashion_lab.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -340,10 +323,12 @@ def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
     """Weights that went NaN after the last finite loss of an epoch: saving refuses, and writes no file."""
     import lightning as L
 
-    from fashion_lab import MLPClassifier, NonFiniteLossError
+    from fashion_lab import FiniteGuard, MLPClassifier, NonFiniteLossError
 
     model = MLPClassifier()
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=0)
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, max_epochs=0, callbacks=[FiniteGuard()]
+    )
     trainer.strategy.connect(model)
     with torch.no_grad():
         model.net.logits.weight[0, 0] = float("nan")

@@ -1,0 +1,405 @@
+"""Keras 3's optimizers, learning-rate schedules and ReduceLROnPlateau, as torch optimizers and schedulers.
+
+The names are Keras' and so are the update rules, which differ from torch's classes of the same name:
+- Adam adds ε to the *uncorrected* √v (torch: to the bias-corrected √v̂);
+- RMSprop puts ε *inside* the square root (torch: outside);
+- SGD's momentum holds lr-scaled steps (torch's holds gradients; the two part once the learning rate changes);
+- `weight_decay` is decoupled in every optimizer (`w -= w·wd·lr` before the update), AdamW's default is 0.004.
+Every optimizer takes Keras' `clipnorm`, `clipvalue`, `global_clipnorm` and `gradient_accumulation_steps`.
+tests/test_keras_parity.py checks all of it against real Keras (its fixture: scripts/make_keras_fixture.py).
+
+>>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+>>> opt = SGD([w], lr=0.1, clipvalue=0.5)
+>>> w.grad = torch.tensor([3.0, -0.2])
+>>> _ = opt.step()
+>>> w.detach().tolist()  # the gradient 3.0 was clipped to 0.5
+[0.949999988079071, -1.9800000190734863]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.adam import adam as _adam
+from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlateau
+
+from fashion_lab.errors import ConfigError, check
+
+
+def _positive_or_none(name: str, value: float | None) -> tuple[str, Any, bool, str]:
+    return name, value, value is None or value > 0, "a positive number, or None (off)"
+
+
+class KerasOptimizer(torch.optim.Optimizer):
+    """Keras' `BaseOptimizer.apply`: accumulate → clip → decoupled weight decay → the update rule → count.
+
+    A subclass implements `_update(group, params, grads, lr, t)`, with t = Keras' `iterations + 1` (updates, not
+    accumulation calls). The counts live in the param group, so `state_dict()` carries them for an exact resume.
+    One param group is Keras' variable list: `global_clipnorm` takes the norm over the group.
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        defaults: dict[str, Any],
+        weight_decay: float | None,
+        clipnorm: float | None,
+        clipvalue: float | None,
+        global_clipnorm: float | None,
+        gradient_accumulation_steps: int | None,
+    ) -> None:
+        check_clipping(clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
+        check([("weight_decay", weight_decay, weight_decay is None or weight_decay >= 0, "weight_decay >= 0")])
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.accumulation = gradient_accumulation_steps or 1
+        super().__init__(params, {**defaults, "weight_decay": weight_decay or 0.0, "calls": 0})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            calls = group["calls"]  # Keras' `_iterations`: every call, accumulating or not
+            group["calls"] = calls + 1
+            if self.accumulation > 1:
+                # Keras: add to the accumulators; every N-th call update with their mean and reset them
+                sums = [self.state[p].setdefault("accumulator", torch.zeros_like(p)) for p in params]
+                if (calls + 1) % self.accumulation:
+                    torch._foreach_add_(sums, grads)
+                    continue
+                grads = torch._foreach_div(torch._foreach_add(sums, grads), self.accumulation)
+                torch._foreach_zero_(sums)
+            grads = self._clip(grads)
+            lr = float(group["lr"])
+            if group["weight_decay"]:  # Keras: w - w·wd·lr, with the scheduled lr, before the update
+                torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
+            self._update(group, params, grads, lr, calls // self.accumulation + 1)
+        return loss
+
+    def _clip(self, grads: list[Tensor]) -> list[Tensor]:
+        """Keras' `_clip_gradients`: g·c / max(‖g‖, c) per variable, or over all of them, or clip each value."""
+        if self.clipnorm:
+            norms = torch._foreach_norm(grads)
+            return torch._foreach_mul(grads, [self.clipnorm / n.clamp(min=self.clipnorm) for n in norms])
+        if self.global_clipnorm:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            return torch._foreach_mul(grads, self.global_clipnorm / norm.clamp(min=self.global_clipnorm))
+        if self.clipvalue:
+            return [g.clamp(-self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def _state(self, params: list[Tensor], *names: str) -> list[list[Tensor]]:
+        """Each named zero-initialised slot (Keras' optimizer variables), one list per name."""
+        for p in params:
+            state = self.state[p]
+            for name in names:
+                if name not in state:
+                    state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return [[self.state[p][name] for p in params] for name in names]
+
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float, t: int) -> None:
+        raise NotImplementedError
+
+
+class Adam(KerasOptimizer):
+    """Keras Adam: w -= lr·√(1-β2^t)/(1-β1^t) · m / (√v + ε). Defaults as Keras (lr 1e-3, ε 1e-7)."""
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+    ) -> None:
+        check([*_common_checks(lr, epsilon), ("beta_1", beta_1, 0 <= beta_1 < 1, "0 <= beta_1 < 1")])
+        check([("beta_2", beta_2, 0 <= beta_2 < 1, "0 <= beta_2 < 1")])
+        defaults = {"lr": lr, "betas": (beta_1, beta_2), "eps": epsilon}
+        args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
+        super().__init__(params, defaults, *args)
+
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float, t: int) -> None:
+        beta1, beta2 = group["betas"]
+        m, v = self._state(params, "exp_avg", "exp_avg_sq")
+        steps = [
+            self.state[p].setdefault("step", torch.zeros((), dtype=torch.float32, device=p.device)) for p in params
+        ]
+        # torch's kernel computes lr/(1-β1^t) · m / (√v/√(1-β2^t) + ε'); with ε' = ε/√(1-β2^t) that is exactly
+        # Keras' lr·√(1-β2^t)/(1-β1^t) · m / (√v + ε). So torch's fused Adam (one kernel per step) stays usable.
+        eps = group["eps"] / math.sqrt(1.0 - beta2**t)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
+        _adam(
+            params, grads, m, v, [], steps, fused=fused or None, amsgrad=False,
+            beta1=beta1, beta2=beta2, lr=lr, weight_decay=0.0, eps=eps, maximize=False,
+        )  # fmt: skip
+
+
+class AdamW(Adam):
+    """Keras AdamW: Adam with decoupled weight decay, Keras' default 0.004 (torch's AdamW: 0.01)."""
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float | None = 0.004, **kwargs: Any) -> None:
+        super().__init__(params, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+class RMSprop(KerasOptimizer):
+    """Keras RMSprop: v = ρv + (1-ρ)g²; w -= lr·g/√(v + ε), ε inside the root (torch adds it outside)."""
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+    ) -> None:
+        check([*_common_checks(lr, epsilon), ("rho", rho, 0 <= rho < 1, "0 <= rho < 1")])
+        check([("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1")])
+        defaults = {"lr": lr, "rho": rho, "momentum": momentum, "eps": epsilon, "centered": centered}
+        args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
+        super().__init__(params, defaults, *args)
+
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float, t: int) -> None:
+        rho, momentum = group["rho"], group["momentum"]
+        (v,) = self._state(params, "velocity")
+        torch._foreach_mul_(v, rho)
+        torch._foreach_addcmul_(v, grads, grads, value=1.0 - rho)
+        if group["centered"]:  # Keras: denominator = v - ḡ² + ε, ḡ a moving average of g
+            (g_avg,) = self._state(params, "average_gradient")
+            torch._foreach_lerp_(g_avg, grads, 1.0 - rho)
+            denominator = torch._foreach_sub(v, torch._foreach_mul(g_avg, g_avg))
+        else:
+            denominator = torch._foreach_add(v, 0.0)
+        torch._foreach_add_(denominator, group["eps"])
+        torch._foreach_sqrt_(denominator)
+        increment = torch._foreach_div(torch._foreach_mul(grads, lr), denominator)
+        if momentum:  # Keras: m = momentum·m + increment; w -= m
+            (m,) = self._state(params, "momentum")
+            torch._foreach_mul_(m, momentum)
+            torch._foreach_add_(m, increment)
+            increment = m
+        torch._foreach_sub_(params, increment)
+
+
+class SGD(KerasOptimizer):
+    """Keras SGD: m = momentum·m - lr·g; w += m (Nesterov: w += momentum·m - lr·g). Keras' default lr 0.01."""
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+    ) -> None:
+        check([*_common_checks(lr, 1.0), ("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1")])
+        check([("nesterov", nesterov, not nesterov or momentum > 0, "nesterov=True only with momentum > 0")])
+        defaults = {"lr": lr, "momentum": momentum, "nesterov": nesterov}
+        args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
+        super().__init__(params, defaults, *args)
+
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float, t: int) -> None:
+        momentum = group["momentum"]
+        if not momentum:
+            torch._foreach_add_(params, grads, alpha=-lr)
+            return
+        (m,) = self._state(params, "momentum")
+        torch._foreach_mul_(m, momentum)
+        torch._foreach_add_(m, grads, alpha=-lr)
+        if group["nesterov"]:
+            torch._foreach_add_(params, torch._foreach_add(torch._foreach_mul(m, momentum), grads, alpha=-lr))
+        else:
+            torch._foreach_add_(params, m)
+
+
+def _common_checks(lr: float, epsilon: float) -> list[tuple[str, Any, bool, str]]:
+    return [("lr", lr, lr > 0, "a positive number"), ("epsilon", epsilon, epsilon > 0, "a positive number")]
+
+
+def check_clipping(
+    clipnorm: float | None,
+    clipvalue: float | None,
+    global_clipnorm: float | None,
+    gradient_accumulation_steps: int | None,
+) -> None:
+    """Keras' rules: positive values, and at most one of the three clipping options."""
+    steps = gradient_accumulation_steps
+    check(
+        [
+            _positive_or_none("clipnorm", clipnorm),
+            _positive_or_none("clipvalue", clipvalue),
+            _positive_or_none("global_clipnorm", global_clipnorm),
+            ("gradient_accumulation_steps", steps, steps is None or (isinstance(steps, int) and steps >= 1),
+             "an integer >= 1, or None (off)"),
+        ]
+    )  # fmt: skip
+    given = [name for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm",
+             global_clipnorm)) if value is not None]  # fmt: skip
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)} are both set; Keras allows one clipping option at a time.")
+
+
+OPTIMIZERS: dict[str, type[KerasOptimizer]] = {"adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "sgd": SGD}
+
+
+class KerasSchedule(LRScheduler):
+    """A Keras `LearningRateSchedule`: the learning rate is a function of the optimizer's step count.
+
+    `lr_at(step, initial)` gives the rate for 0-based `step`; `initial` is the group's starting lr (Keras'
+    `initial_learning_rate`). Step it once per optimizer call, as Keras counts `iterations`.
+    """
+
+    def get_lr(self) -> list[float]:
+        return [self.lr_at(self.last_epoch, initial) for initial in self.base_lrs]
+
+    def lr_at(self, step: int, initial: float) -> float:
+        raise NotImplementedError
+
+
+class CosineDecay(KerasSchedule):
+    """Keras CosineDecay: optional linear warm-up from lr to `warmup_target`, then a half cosine down to alpha·peak."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        decay_steps: int,
+        alpha: float = 0.0,
+        warmup_target: float | None = None,
+        warmup_steps: int = 0,
+    ) -> None:
+        check(
+            [
+                ("decay_steps", decay_steps, isinstance(decay_steps, int) and decay_steps > 0, "a positive integer"),
+                ("alpha", alpha, 0 <= alpha <= 1, "0 <= alpha <= 1"),
+                ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0, "an integer >= 0"),
+                _positive_or_none("warmup_target", warmup_target),
+            ]
+        )
+        self.decay_steps, self.alpha, self.warmup_target, self.warmup_steps = (
+            decay_steps,
+            alpha,
+            warmup_target,
+            warmup_steps,
+        )
+        super().__init__(optimizer)
+
+    def _decay(self, step: int, peak: float) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * step / self.decay_steps))
+        return peak * ((1.0 - self.alpha) * cosine + self.alpha)
+
+    def lr_at(self, step: int, initial: float) -> float:
+        if self.warmup_target is None:
+            return self._decay(min(step, self.decay_steps), initial)
+        step = min(step, self.decay_steps + self.warmup_steps)
+        if step < self.warmup_steps:
+            return (self.warmup_target - initial) * step / self.warmup_steps + initial
+        return self._decay(step - self.warmup_steps, self.warmup_target)
+
+
+class ExponentialDecay(KerasSchedule):
+    """Keras ExponentialDecay: lr · decay_rate^(step / decay_steps), the exponent floored if `staircase`."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, decay_steps: int, decay_rate: float, staircase: bool = False
+    ) -> None:
+        check(
+            [
+                ("decay_steps", decay_steps, isinstance(decay_steps, int) and decay_steps > 0, "a positive integer"),
+                ("decay_rate", decay_rate, decay_rate > 0, "a positive number"),
+            ]
+        )
+        self.decay_steps, self.decay_rate, self.staircase = decay_steps, decay_rate, staircase
+        super().__init__(optimizer)
+
+    def lr_at(self, step: int, initial: float) -> float:
+        p = step / self.decay_steps
+        return initial * self.decay_rate ** (math.floor(p) if self.staircase else p)
+
+
+class PiecewiseConstantDecay(KerasSchedule):
+    """Keras PiecewiseConstantDecay: values[0] up to and including step boundaries[0], values[1] up to boundaries[1]…"""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, boundaries: list[int], values: list[float]) -> None:
+        check(
+            [
+                ("boundaries", boundaries, list(boundaries) == sorted(boundaries), "increasing step numbers"),
+                ("values", values, len(values) == len(boundaries) + 1 and all(v > 0 for v in values),
+                 f"{len(boundaries) + 1} positive learning rates (one more than boundaries)"),
+            ]
+        )  # fmt: skip
+        self.boundaries, self.values = list(boundaries), list(values)
+        super().__init__(optimizer)
+
+    def lr_at(self, step: int, initial: float) -> float:
+        return next((v for b, v in zip(self.boundaries, self.values, strict=False) if step <= b), self.values[-1])
+
+
+class ReduceLROnPlateau(_TorchReduceLROnPlateau):
+    """Keras' ReduceLROnPlateau callback as a torch scheduler (Lightning steps it with the monitored value).
+
+    Keras reduces after `patience` bad epochs (torch after patience + 1); the last cool-down epoch already counts as
+    bad; a rate already at `min_lr` starts no cool-down; `min_delta` is absolute (torch's default is relative).
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        factor: float = 0.1,
+        patience: int = 10,
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
+        check(
+            [
+                ("factor", factor, 0 < factor < 1, "0 < factor < 1"),
+                ("patience", patience, isinstance(patience, int) and patience >= 0, "an integer >= 0"),
+                ("min_lr", min_lr, min_lr >= 0, "min_lr >= 0"),
+            ]
+        )
+        super().__init__(
+            optimizer, "min", factor, patience, min_delta, threshold_mode="abs", cooldown=cooldown, min_lr=min_lr
+        )
+
+    def step(self, metrics: float | Tensor, epoch: int | None = None) -> None:  # type: ignore[override]
+        current = float(metrics)
+        self.last_epoch += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if current < self.best - self.threshold:
+            self.best, self.num_bad_epochs = current, 0
+        elif self.cooldown_counter <= 0:
+            self.num_bad_epochs += 1
+            reduced = False
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs, strict=True):
+                if self.num_bad_epochs >= self.patience and group["lr"] > min_lr:
+                    group["lr"], reduced = max(group["lr"] * self.factor, min_lr), True
+            if reduced:  # Keras starts the cool-down only when a rate was reduced
+                self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
