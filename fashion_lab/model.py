@@ -161,19 +161,10 @@ class MLPClassifier(L.LightningModule):
                 ("momentum", hp.momentum, 0.0 <= hp.momentum < 1.0, "0 <= momentum < 1"),
                 ("nesterov", hp.nesterov, not hp.nesterov or hp.momentum > 0, "nesterov=True only with momentum > 0"),
                 ("warmup_steps", hp.warmup_steps, hp.warmup_steps >= 0, "an integer >= 0"),
+                ("class_names", class_names, class_names is None or len(class_names) == hp.num_classes,
+                 f"one name per class ({hp.num_classes})"),
             ]
-        )
-        if class_names is not None:
-            check(
-                [
-                    (
-                        "class_names",
-                        class_names,
-                        len(class_names) == hp.num_classes,
-                        f"one name per class ({hp.num_classes})",
-                    )
-                ]
-            )
+        )  # fmt: skip
         if hp.momentum and hp.optimizer in ("adam", "adamw"):  # Adam's momentum is its betas: never ignore an option
             raise ConfigError(
                 f"momentum={hp.momentum!r} has no effect with optimizer={hp.optimizer!r}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 import yaml
 from conftest import QUIET, REPO, SYNTHETIC, run_cli
 
+from fashion_lab import MLPClassifier
 from fashion_lab.cli import cli_main
 from fashion_lab.synthetic import write_idx_set
 
@@ -148,3 +150,22 @@ def test_real_one_epoch_fit_subprocess(tmp_path: Path) -> None:
     run = tmp_path / "lightning_logs" / "version_0"
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     assert list(run.glob("events.out.tfevents.*"))
+
+
+def test_help_explains_every_option(capsys: pytest.CaptureFixture) -> None:
+    """LightningCLI takes help text from the docstrings' `Args:`: every model and data option has a sentence."""
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--help"])
+    text = capsys.readouterr().out
+    blocks = {b.split()[0]: " ".join(b.split()) for b in text.split("\n  --")[1:]}
+    model = {name: b for name, b in blocks.items() if name.startswith("model.")}
+    linked = {"num_classes", "class_names"}  # given via data.num_classes / data.classes
+    assert set(model) == {f"model.{a}" for a in inspect.signature(MLPClassifier).parameters} - {
+        f"model.{a}" for a in linked
+    }
+    undocumented = [name for name, b in model.items() if b.split(maxsplit=2)[-1].startswith("(type")]
+    assert undocumented == []
+    assert "clip all gradients together to this L2 norm" in model["model.global_clipnorm"]
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    assert "fashion_lab: the Keras Fashion-MNIST" in capsys.readouterr().out
