@@ -34,6 +34,7 @@ ScheduleName = Literal[
     "constant", "cosine_decay", "exponential_decay", "piecewise_constant_decay", "one_cycle", "reduce_on_plateau"
 ]
 Batch = tuple[Tensor, Tensor]
+PLATEAU_MONITOR = "val/loss"  # Keras' ReduceLROnPlateau default monitor, val_loss
 
 
 class MLPClassifier(L.LightningModule):
@@ -286,10 +287,19 @@ class MLPClassifier(L.LightningModule):
             self.train_sums = None
         if not self.automatic_optimization:  # Lightning steps epoch schedulers only in automatic optimization
             for config in self.trainer.lr_scheduler_configs:
-                if config.interval == "epoch" and config.reduce_on_plateau:
-                    config.scheduler.step(self.trainer.callback_metrics[config.monitor])
+                if config.interval == "epoch" and isinstance(config.scheduler, ReduceLROnPlateau):
+                    config.scheduler.step(self._monitored(PLATEAU_MONITOR))
                 elif config.interval == "epoch":
                     config.scheduler.step()
+
+    def _monitored(self, name: str) -> Tensor:
+        value = self.trainer.callback_metrics.get(name)
+        if value is None:
+            raise ConfigError(
+                f"lr_schedule='reduce_on_plateau' monitors {name}, which this run does not log (no validation set?). "
+                "Fix: keep a validation split (--data.val_split 0.2), or choose another lr_schedule."
+            )
+        return value
 
     def _step_schedulers(self) -> list:
         return [c.scheduler for c in self.trainer.lr_scheduler_configs if c.interval == "step"]
@@ -359,8 +369,9 @@ class MLPClassifier(L.LightningModule):
         scheduler = self._scheduler(optimizer)
         if scheduler is None:
             return {"optimizer": optimizer}
-        if isinstance(scheduler, ReduceLROnPlateau):
-            config = {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch"}
+        if isinstance(scheduler, ReduceLROnPlateau):  # the fast path steps it itself (Lightning drops `monitor` there)
+            monitor = {"monitor": PLATEAU_MONITOR} if self.automatic_optimization else {}
+            config = {"scheduler": scheduler, "interval": "epoch", **monitor}
         else:
             config = {"scheduler": scheduler, "interval": "step"}  # Keras schedules count optimizer steps
         return {"optimizer": optimizer, "lr_scheduler": config}

@@ -84,13 +84,36 @@ def test_swa_and_lr_monitor_log_the_schedule(fashion: DataFactory, tmp_path: Pat
     assert trainer.callback_metrics["val/acc"] >= 0.5
 
 
-def test_reduce_on_plateau_in_the_trainer(fashion: DataFactory, tmp_path: Path) -> None:
-    """Keras' ReduceLROnPlateau monitors val/loss; with patience 0 every non-improving epoch cuts the rate."""
-    model = MLPClassifier(lr=0.5, optimizer="sgd", lr_schedule="reduce_on_plateau", plateau_patience=0)
-    trainer = make_trainer(tmp_path, max_epochs=3)
-    trainer.fit(model, fashion())
-    lr = trainer.optimizers[0].param_groups[0]["lr"]
-    assert lr in (0.5, 0.05, 0.005, 0.0005) and trainer.lr_scheduler_configs[0].monitor == "val/loss"
+class EpochLR(L.Callback):
+    """The learning rate each epoch trained with."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_reduce_on_plateau_in_both_paths(fashion: DataFactory, tmp_path: Path) -> None:
+    """Keras' ReduceLROnPlateau on val/loss, stepped once per epoch: plain batches and steps_per_execution lists give
+    the same rates (the same updates), and a too-high rate is cut when val/loss stops improving."""
+    histories = []
+    for k in (1, 4):
+        L.seed_everything(0)
+        model = MLPClassifier(lr=2.0, optimizer="sgd", lr_schedule="reduce_on_plateau", plateau_patience=0)
+        probe = EpochLR()
+        trainer = make_trainer(tmp_path, max_epochs=5, callbacks=[probe])
+        trainer.fit(model, fashion(steps_per_execution=k))
+        assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 5  # stepped after every epoch
+        histories.append(probe.lrs)
+    assert histories[0] == histories[1]
+    assert histories[0][0] == 2.0 and min(histories[0]) <= 0.2  # at least one cut by plateau_factor 0.1
+
+
+def test_reduce_on_plateau_without_validation_is_refused(fashion: DataFactory, tmp_path: Path) -> None:
+    model = MLPClassifier(lr_schedule="reduce_on_plateau")
+    with pytest.raises(ConfigError, match="monitors val/loss, which this run does not log"):
+        make_trainer(tmp_path, max_epochs=1).fit(model, fashion(val_split=0.0, steps_per_execution=4))
 
 
 def test_lr_find(fashion: DataFactory, tmp_path: Path) -> None:
