@@ -172,7 +172,7 @@ class MLPClassifier(L.LightningModule):
                 "allowed with: 'sgd', 'rmsprop'."
             )
         check_clipping(hp.clipnorm, hp.clipvalue, hp.global_clipnorm, hp.gradient_accumulation_steps)
-        if hp.lr_schedule == "piecewise_constant_decay" and (hp.boundaries is None or hp.values is None):
+        if hp.lr_schedule == "piecewise_constant_decay" and (hp.boundaries is None or hp["values"] is None):
             raise ConfigError(
                 "lr_schedule='piecewise_constant_decay' needs boundaries and values, e.g. boundaries=[1500, 3000], "
                 "values=[1e-3, 5e-4, 1e-4]."
@@ -358,7 +358,7 @@ class MLPClassifier(L.LightningModule):
         kwargs = {"clipnorm": hp.clipnorm, "clipvalue": hp.clipvalue, "global_clipnorm": hp.global_clipnorm,
                   "gradient_accumulation_steps": hp.gradient_accumulation_steps}  # fmt: skip
         if hp.lr is not None or hp.lr_schedule == "piecewise_constant_decay":
-            kwargs["lr"] = hp.values[0] if hp.lr_schedule == "piecewise_constant_decay" else hp.lr
+            kwargs["lr"] = hp["values"][0] if hp.lr_schedule == "piecewise_constant_decay" else hp.lr
         if hp.weight_decay is not None:
             kwargs["weight_decay"] = hp.weight_decay
         if hp.optimizer == "sgd":
@@ -383,7 +383,7 @@ class MLPClassifier(L.LightningModule):
         if name == "reduce_on_plateau":
             return ReduceLROnPlateau(optimizer, hp.plateau_factor, hp.plateau_patience, min_lr=hp.min_lr)
         if name == "piecewise_constant_decay":
-            return PiecewiseConstantDecay(optimizer, hp.boundaries, hp.values)
+            return PiecewiseConstantDecay(optimizer, hp.boundaries, hp["values"])
         total = int(self.trainer.estimated_stepping_batches) * self.steps_per_execution
         if name == "one_cycle":  # torch's; momentum left alone (Keras' optimizers have no momentum schedule)
             pct = hp.warmup_steps / total if hp.warmup_steps else 0.3

@@ -192,3 +192,31 @@ def test_keras_options_work_in_the_fast_path(fashion: DataFactory, tmp_path: Pat
         weights.append(model.state_dict())
     for name, w in weights[0].items():
         torch.testing.assert_close(weights[1][name], w, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"lr_schedule": "exponential_decay", "decay_steps": 4, "decay_rate": 0.5, "staircase": True},
+        {"lr_schedule": "piecewise_constant_decay", "boundaries": [5, 10], "values": [3e-3, 1e-3, 3e-4]},
+        {"lr_schedule": "one_cycle", "lr": 3e-3},
+        {"lr_schedule": "cosine_decay", "alpha": 0.2},
+    ],
+    ids=lambda s: s["lr_schedule"],
+)
+def test_every_schedule_steps_alike_in_both_paths(schedule: dict, fashion: DataFactory, tmp_path: Path) -> None:
+    """Each schedule counts optimizer steps: one epoch of 16 steps ends at the same rate and weights either way."""
+    runs = []
+    for k in (1, 4):
+        L.seed_everything(0)
+        model = MLPClassifier(**schedule)
+        trainer = make_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+        trainer.fit(model, fashion(steps_per_execution=k))
+        runs.append((trainer.optimizers[0].param_groups[0]["lr"], model.state_dict()))
+        assert trainer.lr_scheduler_configs[0].scheduler.last_epoch == 16
+    assert runs[0][0] == runs[1][0]
+    for name, w in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], w, rtol=0, atol=0, msg=name)
+    expected = {"exponential_decay": 1e-3 * 0.5**4, "piecewise_constant_decay": 3e-4, "cosine_decay": 2e-4}
+    if schedule["lr_schedule"] in expected:  # after 16 steps; cosine_decay's decay_steps default: the whole run
+        assert runs[0][0] == pytest.approx(expected[schedule["lr_schedule"]])
