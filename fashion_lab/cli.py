@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
@@ -70,6 +70,8 @@ class FashionLabCLI(LightningCLI):
     def before_fit(self) -> None:
         if not self.datamodule.val_split:  # no validation set: nothing to rank by, keep last.ckpt only
             self.trainer.callbacks = [cb for cb in self.trainer.callbacks if getattr(cb, "monitor", None) is None]
+        if not self.trainer.loggers:  # --trainer.logger false: nowhere to log the learning rate
+            self.trainer.callbacks = [cb for cb in self.trainer.callbacks if not isinstance(cb, LearningRateMonitor)]
 
     def after_fit(self) -> None:
         if not self.config.fit.test_after_fit or self.trainer.interrupted:
@@ -146,6 +148,7 @@ def trainer_defaults() -> dict:
         "callbacks": [
             *checkpoint_callbacks(),
             ModelSummary(max_depth=2),
+            LearningRateMonitor(logging_interval="step"),  # TensorBoard shows the schedule (lr-<Optimizer>)
             TensorBoardFigures(),
             CSVPredictionWriter(),
             FiniteGuard(),
@@ -183,7 +186,9 @@ def _user_error(e: BaseException) -> BaseException | None:
     """The package's own error behind `e` (jsonargparse wraps a constructor's error in "Does not validate ..."),
     or a file-system error that names a path; None for anything else, which is a bug and keeps its traceback."""
     while e is not None:
-        if isinstance(e, USER_ERRORS) and not (type(e) is OSError and not e.filename):
+        if isinstance(e, USER_ERRORS) and not (
+            isinstance(e, OSError) and not isinstance(e, DataError) and not e.filename
+        ):
             return e
         e = e.__cause__
     return None

@@ -8,6 +8,7 @@ trainer.fit(MLPClassifier(lr_schedule="cosine_decay"), FashionMNISTDataModule())
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, get_args
 
 import lightning as L
@@ -162,6 +163,15 @@ class MLPClassifier(L.LightningModule):
                 ("momentum", hp.momentum, 0.0 <= hp.momentum < 1.0, "0 <= momentum < 1"),
                 ("nesterov", hp.nesterov, not hp.nesterov or hp.momentum > 0, "nesterov=True only with momentum > 0"),
                 ("warmup_steps", hp.warmup_steps, hp.warmup_steps >= 0, "an integer >= 0"),
+                ("decay_steps", hp.decay_steps, hp.decay_steps is None or hp.decay_steps > 0,
+                 "a positive integer, or None for the whole run"),
+                ("decay_rate", hp.decay_rate, hp.decay_rate > 0, "a positive number"),
+                ("alpha", hp.alpha, 0 <= hp.alpha <= 1, "0 <= alpha <= 1"),
+                ("warmup_target", hp.warmup_target, hp.warmup_target is None or hp.warmup_target > 0,
+                 "a positive number, or None (no warm-up)"),
+                ("plateau_factor", hp.plateau_factor, 0 < hp.plateau_factor < 1, "0 < plateau_factor < 1"),
+                ("plateau_patience", hp.plateau_patience, hp.plateau_patience >= 0, "an integer >= 0"),
+                ("min_lr", hp.min_lr, hp.min_lr >= 0, "min_lr >= 0"),
                 ("class_names", class_names, class_names is None or len(class_names) == hp.num_classes,
                  f"one name per class ({hp.num_classes})"),
             ]
@@ -248,8 +258,10 @@ class MLPClassifier(L.LightningModule):
                 )
             return self._train_loss(*batch)
         opt, schedulers = self.optimizers(), self._step_schedulers()
-        losses = []
+        losses, max_steps = [], self.trainer.max_steps
         for x, y in batch:  # kept as lean as a hand-written loop: no host sync, no logging in here
+            if 0 <= max_steps <= self.trainer.global_step:  # Lightning checks max_steps only between lists
+                break
             loss = self._train_loss(x, y)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
@@ -266,9 +278,10 @@ class MLPClassifier(L.LightningModule):
             n = len(y)
             correct = (logits.argmax(dim=1) == y).sum()
             # Keras adds the penalty to the loss silently; its share is logged apart
-            stats = torch.stack(
-                [loss * n, loss.new_zeros(()) if penalty is None else penalty * n, correct, loss.new_tensor(n)]
-            )
+            # float32 whatever the precision: a bf16 sum stops counting at 256 and is too coarse for a mean
+            zero = loss.new_zeros((), dtype=torch.float32)
+            reg = zero if penalty is None else penalty.float() * n
+            stats = torch.stack([loss.float() * n, reg, correct.float(), zero + n])
             self.train_sums = stats if self.train_sums is None else self.train_sums.add_(stats)
         return loss
 
@@ -282,7 +295,7 @@ class MLPClassifier(L.LightningModule):
             loss, reg_loss, correct, n = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
             self.log("train/loss", loss / n, prog_bar=True)
             self.log("train/acc", correct / n, prog_bar=True)
-            if self.net.penalty() is not None:
+            if self.net.weight_regularizers or self.net.activity_regularizer:
                 self.log("train/reg_loss", reg_loss / n)
             self.train_sums = None
         if not self.automatic_optimization:  # Lightning steps epoch schedulers only in automatic optimization
@@ -376,6 +389,19 @@ class MLPClassifier(L.LightningModule):
             config = {"scheduler": scheduler, "interval": "step"}  # Keras schedules count optimizer steps
         return {"optimizer": optimizer, "lr_scheduler": config}
 
+    def _total_steps(self) -> int:
+        """Optimizer steps in this fit (what a Keras schedule counts), in either path."""
+        trainer, k = self.trainer, self.steps_per_execution
+        lists = trainer.estimated_stepping_batches  # sets num_training_batches (lists, in the fast path)
+        if k == 1:
+            return int(lists)
+        if trainer.max_epochs is None or trainer.max_epochs < 0:
+            raise ConfigError("a schedule over the whole run needs max_epochs or max_steps; or set decay_steps.")
+        mini_batches = math.ceil(len(trainer.datamodule.train_set) / trainer.datamodule.batch_size)
+        per_epoch = min(mini_batches, trainer.num_training_batches * k)  # the last list of an epoch may be short
+        total = per_epoch * trainer.max_epochs
+        return min(total, trainer.max_steps) if trainer.max_steps >= 0 else total
+
     def _scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
         hp, name = self.hparams, self.hparams.lr_schedule
         if name == "constant":
@@ -384,13 +410,13 @@ class MLPClassifier(L.LightningModule):
             return ReduceLROnPlateau(optimizer, hp.plateau_factor, hp.plateau_patience, min_lr=hp.min_lr)
         if name == "piecewise_constant_decay":
             return PiecewiseConstantDecay(optimizer, hp.boundaries, hp["values"])
-        total = int(self.trainer.estimated_stepping_batches) * self.steps_per_execution
         if name == "one_cycle":  # torch's; momentum left alone (Keras' optimizers have no momentum schedule)
+            total = self._total_steps()
             pct = hp.warmup_steps / total if hp.warmup_steps else 0.3
             return torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, optimizer.defaults["lr"], total_steps=total, pct_start=pct, cycle_momentum=False
             )
-        decay_steps = hp.decay_steps or max(1, total - hp.warmup_steps)
+        decay_steps = hp.decay_steps or max(1, self._total_steps() - hp.warmup_steps)
         if name == "cosine_decay":
             return CosineDecay(optimizer, decay_steps, hp.alpha, hp.warmup_target, hp.warmup_steps)
         return ExponentialDecay(optimizer, decay_steps, hp.decay_rate, hp.staircase)

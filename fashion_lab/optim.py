@@ -6,7 +6,7 @@ The names are Keras' and so are the update rules, which differ from torch's clas
 - SGD's momentum holds lr-scaled steps (torch's holds gradients; the two part once the learning rate changes);
 - `weight_decay` is decoupled in every optimizer (`w -= w·wd·lr` before the update), AdamW's default is 0.004.
 Every optimizer takes Keras' `clipnorm`, `clipvalue`, `global_clipnorm` and `gradient_accumulation_steps`.
-tests/test_keras_parity.py checks all of it against real Keras (its fixture: scripts/make_keras_fixture.py).
+tests/test_optim.py checks the optimizers and schedules against real Keras (its fixture: scripts/make_keras_fixture.py).
 
 >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
 >>> opt = SGD([w], lr=0.1, clipvalue=0.5)
@@ -74,7 +74,7 @@ class KerasOptimizer(torch.optim.Optimizer):
             group["calls"] = calls + 1
             if self.accumulation > 1:
                 # Keras: add to the accumulators; every N-th call update with their mean and reset them
-                sums = [self.state[p].setdefault("accumulator", torch.zeros_like(p)) for p in params]
+                (sums,) = self._state(params, "accumulator")
                 if (calls + 1) % self.accumulation:
                     torch._foreach_add_(sums, grads)
                     continue
@@ -86,6 +86,14 @@ class KerasOptimizer(torch.optim.Optimizer):
                 torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
             self._update(group, params, grads, lr, calls // self.accumulation + 1)
         return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if any("calls" not in group for group in state_dict["param_groups"]):
+            raise ConfigError(
+                "this optimizer state was saved by another optimizer (e.g. torch's Adam, before fashion_lab's Keras "
+                "optimizers), so it cannot continue exactly. Fix: start a new run, or load only the weights."
+            )
+        super().load_state_dict(state_dict)
 
     def _clip(self, grads: list[Tensor]) -> list[Tensor]:
         """Keras' `_clip_gradients`: g·c / max(‖g‖, c) per variable, or over all of them, or clip each value."""
@@ -137,9 +145,10 @@ class Adam(KerasOptimizer):
     def _update(self, group: dict, params: list[Tensor], grads: list[Tensor], lr: float, t: int) -> None:
         beta1, beta2 = group["betas"]
         m, v = self._state(params, "exp_avg", "exp_avg_sq")
-        steps = [
-            self.state[p].setdefault("step", torch.zeros((), dtype=torch.float32, device=p.device)) for p in params
-        ]
+        for p in params:
+            if "step" not in self.state[p]:
+                self.state[p]["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        steps = [self.state[p]["step"] for p in params]
         # torch's kernel computes lr/(1-β1^t) · m / (√v/√(1-β2^t) + ε'); with ε' = ε/√(1-β2^t) that is exactly
         # Keras' lr·√(1-β2^t)/(1-β1^t) · m / (√v + ε). So torch's fused Adam (one kernel per step) stays usable.
         eps = group["eps"] / math.sqrt(1.0 - beta2**t)

@@ -220,3 +220,37 @@ def test_every_schedule_steps_alike_in_both_paths(schedule: dict, fashion: DataF
     expected = {"exponential_decay": 1e-3 * 0.5**4, "piecewise_constant_decay": 3e-4, "cosine_decay": 2e-4}
     if schedule["lr_schedule"] in expected:  # after 16 steps; cosine_decay's decay_steps default: the whole run
         assert runs[0][0] == pytest.approx(expected[schedule["lr_schedule"]])
+
+
+def test_fast_path_schedule_length_and_max_steps_with_a_short_last_list(fashion: DataFactory, tmp_path: Path) -> None:
+    """16 mini-batches an epoch in lists of 3 (the last holds 1): the schedule counts 16 steps an epoch, as plain
+    batches do, and max_steps stops at the exact optimizer step even inside a list."""
+    runs = []
+    for k in (1, 3):
+        L.seed_everything(0)
+        model = MLPClassifier(lr_schedule="cosine_decay", alpha=0.1)
+        trainer = make_trainer(tmp_path, max_epochs=2, limit_val_batches=0)
+        trainer.fit(model, fashion(steps_per_execution=k))
+        assert trainer.lr_scheduler_configs[0].scheduler.decay_steps == 32
+        runs.append(model.state_dict())
+    for name, w in runs[0].items():
+        torch.testing.assert_close(runs[1][name], w, rtol=0, atol=0, msg=name)
+    trainer = make_trainer(tmp_path, max_steps=8, limit_val_batches=0)
+    trainer.fit(MLPClassifier(lr_schedule="cosine_decay"), fashion(steps_per_execution=3))
+    assert trainer.global_step == 8 and trainer.lr_scheduler_configs[0].scheduler.decay_steps == 8
+
+
+def test_training_statistics_are_exact_in_bf16(fashion: DataFactory, tmp_path: Path) -> None:
+    """The epoch's sums are float32 whatever the precision: a bf16 sum of 31s drifts once past 256."""
+    torch.manual_seed(0)
+    model = MLPClassifier(dropout=0.0).to(torch.bfloat16)
+    x, y = torch.rand(40, 32, 1, 28, 28, dtype=torch.bfloat16), torch.zeros(40, 32, dtype=torch.int64)
+    y[:, 0] = 1  # class 0 wins everywhere (below): 31 correct answers a batch, 1,240 in all
+    model.net.logits.bias.data[0] = 100.0
+    for xb, yb in zip(x, y, strict=True):
+        model._train_loss(xb, yb)
+    assert model.train_sums.dtype == torch.float32
+    assert model.train_sums[2:].tolist() == [1240.0, 1280.0]
+    trainer = make_trainer(tmp_path, max_epochs=1, limit_val_batches=0, precision="bf16-true")
+    trainer.fit(MLPClassifier(), fashion())
+    assert 0.0 < trainer.callback_metrics["train/acc"].item() < 1.0

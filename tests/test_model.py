@@ -91,6 +91,8 @@ def test_sgd_nesterov_weight_decay_and_clipping_reach_the_optimizer() -> None:
             {"gradient_accumulation_steps": 0},
             r"gradient_accumulation_steps=0 is out of range; allowed: an integer",
         ),
+        ({"plateau_factor": 2.0}, r"plateau_factor=2.0 is out of range; allowed: 0 < plateau_factor < 1"),
+        ({"decay_steps": 0}, r"decay_steps=0 is out of range; allowed: a positive integer, or None"),
         ({"lr_schedule": "cosine"}, r"lr_schedule='cosine' is not supported; choose one of constant, cosine_decay"),
         ({"lr_schedule": "piecewise_constant_decay"}, r"needs boundaries and values, e.g. boundaries=\[1500, 3000\]"),
         ({"loss": "hinge"}, r"loss='hinge' is not supported; choose one of cross_entropy"),

@@ -160,3 +160,13 @@ def test_piecewise_boundaries_are_inclusive_and_cosine_holds_its_floor() -> None
 def test_bad_options_fail_at_construction(make, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         make([torch.nn.Parameter(torch.zeros(1))])
+
+
+def test_state_of_another_optimizer_is_refused() -> None:
+    """A checkpoint from torch's Adam (older runs) cannot continue Keras' Adam exactly: one clear error."""
+    w = torch.nn.Parameter(torch.ones(2))
+    w.grad = torch.ones(2)
+    theirs = torch.optim.Adam([w])
+    theirs.step()
+    with pytest.raises(ConfigError, match=r"saved by another optimizer .* Fix: start a new run"):
+        Adam([w]).load_state_dict(theirs.state_dict())
