@@ -23,16 +23,6 @@ FASHION = list(FashionMNISTDataModule.classes)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """last.ckpt of a 3-epoch fit on the synthetic Fashion-MNIST files, normalize on (its statistics are saved)."""
-    folder = tmp_path_factory.mktemp("fit")
-    data = ["--data", "FashionMNISTDataModule", "--data.data_dir", str(fashion_dir), "--data.download", "false"]
-    fit = ["fit", *data, "--data.normalize", "true", "--data.steps_per_execution", "4", "--trainer.max_epochs", "3"]
-    cli_main([*fit, *QUIET, "--test_after_fit", "false", "--trainer.logger.init_args.save_dir", str(folder)])
-    return folder / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """12 synthetic test images as user photos (JPEG, tinted, inverted onto white, a few hundred pixels)."""
     images, _ = make_images(12, num_classes=10, seed=1)
@@ -132,11 +122,13 @@ def test_no_readable_picture_is_an_error(tmp_path: Path) -> None:
         ImageFilesDataModule(paths=[str(tmp_path)]).setup("predict")
 
 
-def test_takes_the_checkpoints_training_statistics(checkpoint: Path, photos: list[Path], tmp_path: Path) -> None:
-    saved = torch.load(checkpoint, weights_only=True)["FashionMNISTDataModule"]
+def test_takes_the_checkpoints_training_statistics(
+    fashion_checkpoint: Path, photos: list[Path], tmp_path: Path
+) -> None:
+    saved = torch.load(fashion_checkpoint, weights_only=True)["FashionMNISTDataModule"]
     dm = ImageFilesDataModule(paths=[str(p) for p in photos[:3]])
-    model = MLPClassifier.load_from_checkpoint(checkpoint, weights_only=True)
-    probs = torch.cat(make_trainer(tmp_path).predict(model, dm, ckpt_path=checkpoint))
+    model = MLPClassifier.load_from_checkpoint(fashion_checkpoint, weights_only=True)
+    probs = torch.cat(make_trainer(tmp_path).predict(model, dm, ckpt_path=fashion_checkpoint))
     assert (dm.mean, dm.std) == (saved["mean"], saved["std"]) and 0.1 < dm.std < 0.9
     x = (dm.predict_set.images.unsqueeze(1).float() / 255 - saved["mean"]) / saved["std"]
     torch.testing.assert_close(probs, model.eval()(x).softmax(dim=1))
@@ -161,8 +153,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_predict_pictures(checkpoint: Path, photos: list[Path], workdir: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, err = run(predict(checkpoint, photos[0].parent), capsys)
+def test_predict_pictures(
+    fashion_checkpoint: Path, photos: list[Path], workdir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, out, err = run(predict(fashion_checkpoint, photos[0].parent), capsys)
     assert code == 0, err
     rows = written_csv(out)
     assert [r["path"] for r in rows] == [str(p) for p in photos]
@@ -182,16 +176,16 @@ def test_predict_pictures(checkpoint: Path, photos: list[Path], workdir: Path, c
 
 
 def test_pictures_named_with_other_classes_are_refused(
-    checkpoint: Path, photos: list[Path], workdir: Path, capsys: pytest.CaptureFixture
+    fashion_checkpoint: Path, photos: list[Path], workdir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    code, _, err = run(predict(checkpoint, photos[0], extra=("--data.classes", "MNIST")), capsys)
+    code, _, err = run(predict(fashion_checkpoint, photos[0], extra=("--data.classes", "MNIST")), capsys)
     assert code == 1
     assert (
         "error: the checkpoint was trained on the classes (T-shirt/top, Trouser, Pullover, ... 10 in all), but "
         "the pictures are being named with (0 - zero, 1 - one, 2 - two, ... 10 in all). Fix: --data.classes "
         "FashionMNIST." in err
     )
-    code, _, err = run(predict(checkpoint, photos[0], extra=("--data.classes", "K49")), capsys)
+    code, _, err = run(predict(fashion_checkpoint, photos[0], extra=("--data.classes", "K49")), capsys)
     assert code == 1 and "trained for 10 classes, but this model (linked from the data) has 49" in err
     assert "for picture files, --data.classes with its data set's name" in err
 
@@ -247,7 +241,7 @@ BAD_CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", [*BAD_CASES, "mixed_folder"])
 def test_bad_pictures_never_lose_the_good_ones(
-    case: str, checkpoint: Path, photos: list[Path], workdir: Path, capsys: pytest.CaptureFixture
+    case: str, fashion_checkpoint: Path, photos: list[Path], workdir: Path, capsys: pytest.CaptureFixture
 ) -> None:
     folder = workdir / "bad"
     folder.mkdir()
@@ -259,7 +253,7 @@ def test_bad_pictures_never_lose_the_good_ones(
         added, bad = BAD_CASES[case](folder)
         inputs, good = [photos[0], *added, photos[1]], [str(photos[0]), str(photos[1])]
         bad = {str(folder / name): reason for name, reason in bad.items()}
-    code, out, err = run(predict(checkpoint, *inputs), capsys)
+    code, out, err = run(predict(fashion_checkpoint, *inputs), capsys)
     assert code == 1 and "Traceback" not in err
     skipped = [line for line in err.splitlines() if line.startswith("skipped ")]
     assert len(skipped) == len(bad), err  # one line per bad input, naming it and the reason
@@ -274,7 +268,9 @@ def test_bad_pictures_never_lose_the_good_ones(
     )
 
 
-def test_nothing_readable_fails_without_output(workdir: Path, checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, err = run(predict(checkpoint, write(workdir / "empty.png", b""), workdir / "*.heic"), capsys)
+def test_nothing_readable_fails_without_output(
+    workdir: Path, fashion_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, out, err = run(predict(fashion_checkpoint, write(workdir / "empty.png", b""), workdir / "*.heic"), capsys)
     assert code == 1 and "Wrote" not in out
     assert err.count("skipped ") == 2 and "error: no picture to predict: none of" in err
