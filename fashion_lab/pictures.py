@@ -1,6 +1,6 @@
 """Your own pictures as model inputs: read any common format, then make it look like a Fashion-MNIST image.
 
-Fashion-MNIST was made from product photos (Xiao et al. 2017, "Fashion-MNIST", section 2): trim the edges close to
+Fashion-MNIST was made from product photos (Xiao et al. 2017, "Fashion-MNIST"): trim the edges close to
 the background colour, resize the longest edge to 28, centre on a 28×28 canvas, negate, 8-bit grey. `prepare`
 applies the same steps to a user's picture, so a dark shirt photographed on a light table reaches the model as the
 data set's light shirt on black, filling the frame.

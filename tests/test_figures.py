@@ -144,3 +144,5 @@ def test_figures_are_a_no_op_without_tensorboard(
 def test_bad_callback_arguments() -> None:
     with pytest.raises(ValueError, match=r"max_images=0 is out of range; allowed: a positive integer"):
         TensorBoardFigures(max_images=0)
+    with pytest.raises(ValueError, match=r"sheet_images=-1 is out of range; allowed: an integer >= 0"):
+        TensorBoardFigures(sheet_images=-1)

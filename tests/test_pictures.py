@@ -113,6 +113,15 @@ def transparent(path: Path, light_object: bool) -> Path:
     return path
 
 
+def large_jpeg(path: Path) -> Path:
+    """A phone-sized photo, 4000 × 3000 (the reference upscaled 25×), rotated by EXIF as a phone stores it."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    large = Image.fromarray(rgb(reference())).resize((3000, 4000), Image.Resampling.NEAREST)  # sharp edges
+    large.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=90)
+    return path
+
+
 FORMATS = {
     # name: (writer of tmp_path / name, the largest pixel difference from the reference allowed)
     "png": (lambda p: save(reference(), p.with_suffix(".png")), 0),
@@ -125,6 +134,7 @@ FORMATS = {
     "png_alpha_dark_object": (lambda p: transparent(p.with_suffix(".png"), light_object=False), 4),
     "png_alpha_light_object": (lambda p: transparent(p.with_suffix(".png"), light_object=True), 4),
     "jpeg_exif_rotated": (lambda p: exif_rotated(p.with_suffix(".jpg")), 12),
+    "jpeg_12_megapixels": (lambda p: large_jpeg(p.with_suffix(".jpg")), 12),  # decoded at 1/4 size (draft)
 }
 
 
