@@ -4,6 +4,7 @@ from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
 from fashion_lab.data import (
     FashionMNISTDataModule,
     ImageDataModule,
+    ImageFilesDataModule,
     K49DataModule,
     KMNISTDataModule,
     MNISTDataModule,
@@ -20,6 +21,7 @@ __all__ = [
     "FashionMNISTDataModule",
     "FiniteGuard",
     "ImageDataModule",
+    "ImageFilesDataModule",
     "K49DataModule",
     "KMNISTDataModule",
     "MLPClassifier",

@@ -1,5 +1,6 @@
 """Callbacks: TensorBoard figures (confusion matrices, the most-confused pairs, sample inputs, misclassified test
-images), a NaN guard, and the RNG state that makes a resumed run exact.
+images, the TF tutorial's images beside their probability bars), a NaN guard, and the RNG state that makes a resumed
+run exact.
 
 trainer = L.Trainer(logger=TensorBoardLogger("runs"), callbacks=[TensorBoardFigures()])
 With another logger, or none, the callback does nothing (training is never slowed or broken by it).
@@ -14,30 +15,37 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lab.errors import ConfigError, NonFiniteLossError
-from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, most_confused
+from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, most_confused, prediction_sheet_figure
 
 
 class TensorBoardFigures(L.Callback):
     """Every validation epoch (not the sanity check) and at test: `<stage>/confusion_matrix` figure and
-    `<stage>/most_confused` text; once: `train/sample_inputs`; at test: `test/misclassified` ("pred / true").
+    `<stage>/most_confused` text; once: `train/sample_inputs`; at test: `test/misclassified` ("pred / true") and
+    `test/predictions`, the TF tutorial's figure: the first test images beside their probability bars, blue when
+    right and red when wrong, with the confidence in %.
 
-    Reads the predictions that the model's validation/test steps return, and the model's `class_names`.
+    Reads the predictions that the model's validation/test steps return, and the model's `class_names`; the
+    probabilities of the `test/predictions` images come from one extra forward pass over those few images.
 
     Args:
         max_images: images in each grid.
         top_confused: pairs listed in the most-confused text.
+        sheet_images: test images in `test/predictions` (the tutorial shows 15, in rows of 3); 0 = none.
     """
 
-    def __init__(self, max_images: int = 32, top_confused: int = 5) -> None:
+    def __init__(self, max_images: int = 32, top_confused: int = 5, sheet_images: int = 15) -> None:
         if not isinstance(max_images, int) or max_images <= 0:
             raise ConfigError(f"max_images={max_images!r} is out of range; allowed: a positive integer.")
         if not isinstance(top_confused, int) or top_confused <= 0:
             raise ConfigError(f"top_confused={top_confused!r} is out of range; allowed: a positive integer.")
-        self.max_images, self.top_confused = max_images, top_confused
+        if not isinstance(sheet_images, int) or sheet_images < 0:
+            raise ConfigError(f"sheet_images={sheet_images!r} is out of range; allowed: an integer >= 0.")
+        self.max_images, self.top_confused, self.sheet_images = max_images, top_confused, sheet_images
         self.writer = self.confmat = None
         self.active = False  # a TensorBoard logger exists: every rank counts, only rank 0 writes
         self.wrong_images: list[Tensor] = []
         self.wrong_titles: list[str] = []
+        self.sheet: list[tuple[Tensor, Tensor, Tensor]] = []  # (images, probabilities, labels) of the first batches
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
@@ -70,7 +78,7 @@ class TensorBoardFigures(L.Callback):
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_confmat(pl_module)
-        self.wrong_images, self.wrong_titles = [], []
+        self.wrong_images, self.wrong_titles, self.sheet = [], [], []
 
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
@@ -81,6 +89,7 @@ class TensorBoardFigures(L.Callback):
         self.confmat.update(outputs, y)
         if self.writer is None:
             return
+        self._collect_sheet(pl_module, x, y)
         room = self.max_images - len(self.wrong_titles)
         if room > 0:
             wrong = (outputs != y).nonzero().flatten()[:room]
@@ -97,6 +106,19 @@ class TensorBoardFigures(L.Callback):
         if self.writer is not None and self.wrong_titles:
             figure = image_grid_figure(torch.cat(self.wrong_images), self.wrong_titles)
             self.writer.add_figure("test/misclassified", figure, trainer.global_step)
+        if self.writer is not None and self.sheet:
+            images, probs, labels = (torch.cat(parts) for parts in zip(*self.sheet, strict=True))
+            figure = prediction_sheet_figure(images, probs, pl_module.class_names, labels.tolist())
+            self.writer.add_figure("test/predictions", figure, trainer.global_step)
+            self.sheet = []
+
+    def _collect_sheet(self, pl_module: L.LightningModule, x: Tensor, y: Tensor) -> None:
+        """Probabilities of the first `sheet_images` test images: test_step returns only the argmax, and a forward
+        pass over these few images here keeps the softmax out of every test batch."""
+        room = self.sheet_images - sum(len(part[0]) for part in self.sheet)
+        if room > 0:
+            probs = pl_module(x[:room]).softmax(dim=1)
+            self.sheet.append((x[:room].cpu(), probs.cpu(), y[:room].cpu()))
 
     def _reset_confmat(self, pl_module: L.LightningModule) -> None:
         # on the model's device here, not in `setup`: Lightning moves the model to a GPU only after `setup`

@@ -15,11 +15,11 @@ import warnings
 from pathlib import Path
 
 from jsonargparse import Namespace
+from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
-from fashion_lab.data import ImageDataModule
 from fashion_lab.errors import ConfigError, NonFiniteLossError
 from fashion_lab.model import MLPClassifier
 from fashion_lab.predictions import CSVPredictionWriter
@@ -164,7 +164,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
     try:
         return FashionLabCLI(
             MLPClassifier,
-            ImageDataModule,
+            LightningDataModule,  # any data module: the data sets, or ImageFilesDataModule for predict
             subclass_mode_data=True,
             seed_everything_default=42,
             trainer_defaults=trainer_defaults(),

@@ -363,7 +363,8 @@ class MLPClassifier(L.LightningModule):
             raise ConfigError(
                 f"the checkpoint was trained for {saved} classes, but this model (linked from the data) has "
                 f"{self.hparams.num_classes}. Fix: use the data module the checkpoint was trained on "
-                "(its run's config.yaml), or train a new model on this data."
+                "(its run's config.yaml; for picture files, --data.classes with its data set's name), "
+                "or train a new model on this data."
             )
 
     def configure_optimizers(self) -> dict:

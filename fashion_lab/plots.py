@@ -1,4 +1,5 @@
-"""Figures for TensorBoard: the confusion matrix, the most-confused pairs, and labelled image grids.
+"""Figures for TensorBoard and `predict`: the confusion matrix, the most-confused pairs, labelled image grids, and
+the TF tutorial's sheet of images beside their probability bars.
 
 matplotlib is imported inside the drawing functions, so importing the package (and training without figures)
 never pays for it. Figures are built with `matplotlib.figure.Figure` directly: no pyplot state, no GUI backend.
@@ -128,4 +129,57 @@ def image_grid_figure(images: Tensor, titles: list[str], ncols: int = 8) -> Figu
         x = pad + (k % ncols) * (size + pad) + size / 2
         y = pad + (k // ncols) * (size + pad)
         ax.text(x, y, title, ha="center", va="bottom", fontsize=8, fontproperties=font, color="black")
+    return fig
+
+
+def prediction_sheet_figure(
+    images: Tensor,
+    probs: Tensor,
+    names: list[str],
+    targets: list[int | None] | None = None,
+    titles: list[str] | None = None,
+    ncols: int = 3,
+) -> Figure:
+    """The TF tutorial's figure: each image (N, [1,] H, W) beside its bars of class probabilities (N, C).
+
+    As in the tutorial: the predicted bar red and the true one blue (so a right prediction shows one blue bar), the
+    caption "Sneaker 97% (Sneaker)" blue when right, red when wrong; without a true class, the predicted bar and the
+    caption are black. `titles` (e.g. file names) go above the images. Images are shown with one grey scale for the
+    whole sheet (darkest pixel black, brightest white), as the model received them.
+    """
+    from matplotlib.figure import Figure
+
+    n, c = probs.shape
+    targets = targets if targets is not None else [None] * n
+    confidence, predicted = probs.max(dim=1)
+    captions = [
+        f"{names[p]} {100 * q:.0f}%" + ("" if t is None else f" ({names[t]})")
+        for p, q, t in zip(predicted.tolist(), confidence.tolist(), targets, strict=True)
+    ]
+    font, texts = label_font(captions + (titles or []))
+    captions, titles = texts[:n], texts[n:] or None
+    images = images.detach().cpu().float().reshape(n, *images.shape[-2:])
+    low, high = images.min().item(), images.max().item()
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(4.0 * ncols, 2.3 * nrows))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.5 / (2.3 * nrows), top=1 - 0.3 / (2.3 * nrows), hspace=0.6)
+    for i in range(n):
+        p, t = predicted[i].item(), targets[i]
+        colour = "black" if t is None else ("tab:blue" if p == t else "tab:red")
+        ax = fig.add_subplot(nrows, 2 * ncols, 2 * i + 1)
+        ax.imshow(images[i].numpy(), cmap="gray", vmin=low, vmax=max(high, low + 1e-6))
+        ax.set(xticks=[], yticks=[])
+        ax.set_xlabel(captions[i], color=colour, fontproperties=font)
+        if titles:
+            ax.set_title(titles[i], fontsize=8, fontproperties=font)
+        bars_ax = fig.add_subplot(nrows, 2 * ncols, 2 * i + 2)
+        bars = bars_ax.bar(range(c), probs[i].tolist(), color="#777777")  # the tutorial's grey
+        bars_ax.set_ylim(0.0, 1.0)
+        bars_ax.set_yticks([])
+        bars_ax.set_xticks(range(c) if c <= ANNOTATE_MAX_CLASSES else [])
+        bars_ax.tick_params(labelsize=7)
+        bars[p].set_color("black" if t is None else "tab:red")
+        if t is not None:
+            bars[t].set_color("tab:blue")
     return fig

@@ -1,4 +1,4 @@
-"""`predict` output: a CSV of predicted vs actual classes in the run's log folder, and the seed's first-20 printout."""
+"""`predict` output: a CSV of the top classes per input, the TF tutorial's figure sheet, and a printed summary."""
 
 from __future__ import annotations
 
@@ -11,19 +11,38 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from fashion_lab.sources import atomic_write
+from fashion_lab.errors import check
+from fashion_lab.sources import DataError, atomic_write
 
 
 class CSVPredictionWriter(BasePredictionWriter):
-    """Writes `predictions.csv` (index, predicted id and name, its probability, true id and name) after `predict`.
+    """After `predict`: `predictions.csv` and `predictions.png` in the run's folder, and a summary on stdout.
 
-    Expects `predict_step` to return class probabilities (B, C), as `MLPClassifier.predict_step` does; the true
-    label is taken from the batch when it carries one (`(x, y)`), else left empty.
+    The CSV has one row per input: index, path (picture files; empty for a data set), the `top_k` classes (id, name,
+    probability; the first as `pred`, `pred_name`, `prob`, then `pred2`...), and the true class when the data have
+    labels. The PNG shows the first `sheet_images` inputs as the model received them, beside their probability bars.
+    Picture files that could not be read (`ImageFilesDataModule`) were named on stderr; once the others are
+    written, a DataError counts them, so the command exits non-zero.
+
+    Expects `predict_step` to return class probabilities (B, C), as `MLPClassifier.predict_step` does.
+
+    Args:
+        file_name: the CSV's name; the figure is written beside it as `predictions.png`.
+        show: inputs listed on stdout (the seed prints the first 20 predictions).
+        top_k: classes per row, most probable first.
+        sheet_images: inputs drawn in predictions.png (3 per row); 0 = no figure.
     """
 
-    def __init__(self, file_name: str = "predictions.csv", show: int = 20) -> None:
+    def __init__(self, file_name: str = "predictions.csv", show: int = 20, top_k: int = 3, sheet_images: int = 30):
         super().__init__(write_interval="epoch")
-        self.file_name, self.show = file_name, show
+        check(
+            [
+                ("show", show, isinstance(show, int) and show >= 0, "an integer >= 0"),
+                ("top_k", top_k, isinstance(top_k, int) and top_k >= 1, "an integer >= 1"),
+                ("sheet_images", sheet_images, isinstance(sheet_images, int) and sheet_images >= 0, "an integer >= 0"),
+            ]
+        )
+        self.file_name, self.show, self.top_k, self.sheet_images = file_name, show, top_k, sheet_images
         self.path: Path | None = None
 
     def write_on_epoch_end(
@@ -32,31 +51,86 @@ class CSVPredictionWriter(BasePredictionWriter):
         if not predictions:
             print("Predict: no batches, nothing written.")
             return
-        probs = torch.cat(predictions)
-        targets = self._targets(trainer, len(probs))
-        confidence, predicted = probs.max(dim=1)
+        probs = torch.cat(predictions).float().cpu()
+        dataset = _dataset(trainer)
+        targets = _targets(dataset, len(probs))
+        paths = getattr(dataset, "paths", None) or [""] * len(probs)
         names = getattr(pl_module, "class_names", None) or [str(i) for i in range(probs.shape[1])]
+        top_p, top_i = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
         rows = [
-            (i, p, names[p], f"{c:.6f}", "" if t is None else t, "" if t is None else names[t])
-            for i, (p, c, t) in enumerate(zip(predicted.tolist(), confidence.tolist(), targets, strict=True))
+            (i, path, *_top(ids, ps, names), "" if t is None else t, "" if t is None else names[t])
+            for i, (path, ids, ps, t) in enumerate(zip(paths, top_i.tolist(), top_p.tolist(), targets, strict=True))
         ]
         folder = Path(trainer.log_dir or ".")
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / self.file_name
-        write_csv_atomic(self.path, ("index", "pred", "pred_name", "prob", "true", "true_name"), rows)
-        # the seed: print("Predict:", pre[0:20]); print("Actual:", y_test[0:20])
-        print(f"Predict: {predicted[: self.show].tolist()}")
-        if targets and targets[0] is not None:
-            print(f"Actual:  {targets[: self.show]}")
+        write_csv_atomic(self.path, header(top_p.shape[1]), rows)
+        if any(paths):
+            print(summary_table(paths[: self.show], top_i, top_p, names), end="")
+            if len(rows) > self.show:
+                print(f"... and {len(rows) - self.show:,} more in the CSV")
+        else:  # the seed: print("Predict:", pre[0:20]); print("Actual:", y_test[0:20])
+            print(f"Predict: {top_i[: self.show, 0].tolist()}")
+            if targets and targets[0] is not None:
+                print(f"Actual:  {targets[: self.show]}")
         print(f"Wrote {len(rows):,} predictions to {self.path}")
+        images = getattr(dataset, "images", None)
+        if self.sheet_images and images is not None and len(images) == len(probs):
+            self._write_sheet(images, probs, names, targets, paths)
+        failures = getattr(dataset, "failures", None)
+        if failures:
+            raise DataError(
+                f"{len(failures)} input(s) could not be read (each named above with the reason); "
+                f"the {len(rows):,} others were predicted and written to {self.path}."
+            )
 
-    @staticmethod
-    def _targets(trainer: L.Trainer, n: int) -> list[int | None]:
-        """True labels in prediction order, read from the (unshuffled) predict dataloader's dataset if it has them."""
-        loaders = trainer.predict_dataloaders
-        dataset = getattr(loaders[0] if isinstance(loaders, list) else loaders, "dataset", None)
-        labels = getattr(dataset, "labels", None)
-        return labels[:n].tolist() if labels is not None and len(labels) == n else [None] * n
+    def _write_sheet(self, images: Tensor, probs: Tensor, names: list[str], targets: list, paths: list[str]) -> None:
+        from fashion_lab.plots import prediction_sheet_figure
+
+        n = min(self.sheet_images, len(probs))
+        titles = [Path(p).name for p in paths[:n]] if any(paths) else None
+        figure = prediction_sheet_figure(images[:n], probs[:n], names, targets[:n], titles)
+        sheet = self.path.with_name("predictions.png")
+        with atomic_write(sheet) as tmp:
+            figure.savefig(tmp, format="png")
+        print(f"Drew the first {n} in {sheet}")
+
+
+def header(k: int) -> tuple[str, ...]:
+    """index, path, pred, pred_name, prob, pred2, pred2_name, prob2, ..., true, true_name."""
+    top = [(f"pred{j}", f"pred{j}_name", f"prob{j}") for j in ["", *range(2, k + 1)]]
+    return ("index", "path", *(column for triple in top for column in triple), "true", "true_name")
+
+
+def _top(ids: list[int], ps: list[float], names: list[str]) -> list:
+    return [value for i, p in zip(ids, ps, strict=True) for value in (i, names[i], f"{p:.6f}")]
+
+
+def summary_table(paths: list[str], top_i: Tensor, top_p: Tensor, names: list[str]) -> str:
+    """One line per file: the file, then its top classes with their probabilities."""
+    width = min(48, max(len("file"), *map(len, paths)))
+    cells = [
+        [f"{names[i]} {p:.1%}" for i, p in zip(ids, ps, strict=True)]
+        for ids, ps in zip(top_i[: len(paths)].tolist(), top_p[: len(paths)].tolist(), strict=True)
+    ]
+    cell = max(len(c) for row in cells for c in row) + 2
+    ranks = ["prediction", "2nd", "3rd", *(f"{j}th" for j in range(4, top_i.shape[1] + 1))][: top_i.shape[1]]
+    lines = [f"{'file':<{width}}  " + "".join(f"{r:<{cell}}" for r in ranks)]
+    for path, row in zip(paths, cells, strict=True):
+        shown = path if len(path) <= width else "…" + path[-(width - 1) :]
+        lines.append(f"{shown:<{width}}  " + "".join(f"{c:<{cell}}" for c in row))
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _dataset(trainer: L.Trainer) -> Any:
+    loaders = trainer.predict_dataloaders
+    return getattr(loaders[0] if isinstance(loaders, list) else loaders, "dataset", None)
+
+
+def _targets(dataset: Any, n: int) -> list[int | None]:
+    """True labels in prediction order, read from the (unshuffled) predict dataloader's dataset if it has them."""
+    labels = getattr(dataset, "labels", None)
+    return labels[:n].tolist() if labels is not None and len(labels) == n else [None] * n
 
 
 def write_csv_atomic(path: Path, header: tuple[str, ...], rows: list[tuple]) -> None:

@@ -40,6 +40,10 @@ def find(file_name: str, dirs: Sequence[str | Path]) -> Path | None:
     return next((p for p in candidates(file_name, dirs) if p.is_file()), None)
 
 
+UMASK = os.umask(0o022)  # read once, at import (setting it is the only way to read it), and put back at once
+os.umask(UMASK)
+
+
 @contextmanager
 def atomic_write(dest: Path) -> Iterator[Path]:
     """A temporary path beside `dest`, renamed to `dest` only if the block ends without an error, else removed:
@@ -48,6 +52,7 @@ def atomic_write(dest: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private (0600); the file gets open()'s usual mode
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -60,6 +60,18 @@ def k49_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def fashion_checkpoint(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """last.ckpt of a 3-epoch CLI fit on the synthetic Fashion-MNIST files, with `normalize` (its statistics saved)."""
+    from fashion_lab.cli import cli_main
+
+    folder = tmp_path_factory.mktemp("fashion_fit")
+    data = ["--data", "FashionMNISTDataModule", "--data.data_dir", str(fashion_dir), "--data.download", "false"]
+    fit = ["fit", *data, "--data.normalize", "true", "--data.steps_per_execution", "4", "--trainer.max_epochs", "3"]
+    cli_main([*fit, *QUIET, "--test_after_fit", "false", "--trainer.logger.init_args.save_dir", str(folder)])
+    return folder / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+
+
 @pytest.fixture
 def fashion(fashion_dir: Path) -> Callable[..., FashionMNISTDataModule]:
     """Factory: the Fashion-MNIST module (real class names) reading the synthetic files found first in data_dir."""

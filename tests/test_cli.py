@@ -101,7 +101,9 @@ def test_predict_writes_csv(workdir: Path, capsys: pytest.CaptureFixture) -> Non
     out = capsys.readouterr().out
     assert "Predict: [" in out and "Actual:  [0, 1, 2, 3" in out
     rows = list(csv.DictReader((workdir / "lightning_logs" / "version_1" / "predictions.csv").open()))
-    assert len(rows) == 60 and list(rows[0]) == ["index", "pred", "pred_name", "prob", "true", "true_name"]
+    assert len(rows) == 60 and list(rows[0])[:5] == ["index", "path", "pred", "pred_name", "prob"]
+    assert list(rows[0])[5:] == ["pred2", "pred2_name", "prob2", "pred3", "pred3_name", "prob3", "true", "true_name"]
+    assert float(rows[0]["prob"]) >= float(rows[0]["prob2"]) >= float(rows[0]["prob3"]) and rows[0]["path"] == ""
     assert [int(r["true"]) for r in rows[:12]] == [*range(10), 0, 1]  # synthetic labels cycle 0..9
     assert rows[3]["true_name"] == "3 - three" and 0.0 < float(rows[0]["prob"]) <= 1.0
     assert all(r["pred_name"] == f"{r['pred']} - " + r["pred_name"].split(" - ")[1] for r in rows)

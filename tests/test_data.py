@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_trainer
 
-from fashion_lab import DataError, FashionMNISTDataModule, K49DataModule, KMNISTDataModule, MNISTDataModule
-from fashion_lab.data import mean_std
+from fashion_lab import (
+    DataError,
+    FashionMNISTDataModule,
+    K49DataModule,
+    KMNISTDataModule,
+    MLPClassifier,
+    MNISTDataModule,
+)
+from fashion_lab.data import mean_std, training_scaling
 from fashion_lab.synthetic import idx_bytes, make_images, write_idx_set, write_k49
 
 
@@ -128,6 +136,31 @@ def test_normalize_uses_training_statistics(tmp_path: Path) -> None:
     x, _ = next(iter(dm.train_dataloader()))
     assert x.double().mean().item() == pytest.approx(0.0, abs=1e-5)
     assert x.double().std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_normalize_statistics_travel_in_checkpoints(tmp_path: Path) -> None:
+    """state_dict holds the training statistics; Lightning saves it under the class name and restores it after setup."""
+    write_idx_set(tmp_path, n_train=100, n_test=20)
+    dm = mnist(tmp_path, normalize=True)
+    dm.setup("fit")
+    model = MLPClassifier()
+    trainer = make_trainer(tmp_path, max_epochs=0, limit_val_batches=0)
+    trainer.fit(model, dm)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    checkpoint = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    assert checkpoint["MNISTDataModule"] == {"mean": dm.mean, "std": dm.std} and dm.std < 0.9
+    assert training_scaling(checkpoint) == {"mean": dm.mean, "std": dm.std}
+    restored = mnist(tmp_path)  # normalize off: only the restored statistics can standardise its test set
+    make_trainer(tmp_path).test(model, restored, ckpt_path=tmp_path / "m.ckpt", verbose=False)
+    x, _ = next(iter(restored.test_dataloader()))
+    expected = (torch.from_numpy(make_images(20, 10, seed=1)[0]).float() / 255 - dm.mean) / dm.std
+    torch.testing.assert_close(x[:, 0], expected)
+
+
+def test_old_normalized_checkpoint_without_statistics_is_refused() -> None:
+    assert training_scaling({"datamodule_hyper_parameters": {"normalize": False}}) == {"mean": 0.0, "std": 1.0}
+    with pytest.raises(DataError, match=r"trained with normalize=True but does not hold the training data's mean"):
+        training_scaling({"datamodule_hyper_parameters": {"normalize": True}})
 
 
 def test_mean_std_from_histogram() -> None:

@@ -119,3 +119,13 @@ def test_two_processes_preparing_one_empty_folder(tmp_path: Path, k49_server) ->
     dm.setup("fit")
     assert len(dm.train_set) + len(dm.val_set) == 98
     assert torch.equal(dm.train_set.labels[:49], torch.arange(49))
+
+
+def test_downloaded_and_written_files_get_the_usual_mode(tmp_path: Path, k49_server) -> None:
+    """atomic_write's temporary file is private (mkstemp: 0600); the renamed file has open()'s mode, 0666 & ~umask."""
+    K49DataModule(data_dir=tmp_path).prepare_data()
+    expected = 0o666 & ~sources.UMASK
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.rglob("*.npz")} == {expected}
+    with sources.atomic_write(tmp_path / "out.csv") as tmp:
+        tmp.write_text("a,b\n")
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == expected

@@ -10,11 +10,18 @@ import pytest
 import torch
 from conftest import make_trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from matplotlib.colors import to_hex
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lab import FashionMNISTDataModule, K49DataModule, MLPClassifier, TensorBoardFigures, plots
-from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, label_font, most_confused
+from fashion_lab.plots import (
+    confusion_matrix_figure,
+    image_grid_figure,
+    label_font,
+    most_confused,
+    prediction_sheet_figure,
+)
 
 FASHION = list(FashionMNISTDataModule.classes)
 HIRAGANA = list(K49DataModule.classes)
@@ -76,6 +83,19 @@ def test_image_grid_titles() -> None:
     assert ax.images[0].get_array().shape[:2] == (10 + 3 * 38, 10 + 4 * 38)  # make_grid: 3 rows × 4 columns
 
 
+def test_prediction_sheet_in_the_tutorials_colours() -> None:
+    probs = torch.tensor([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.2, 0.6]])
+    fig = prediction_sheet_figure(torch.rand(3, 28, 28), probs, ["cat", "dog", "bird"], [1, 1, None], ncols=3)
+    image_axes, bar_axes = fig.axes[0::2], fig.axes[1::2]
+    captions = [(ax.get_xlabel(), ax.xaxis.label.get_color()) for ax in image_axes]
+    # right: caption and bar blue; wrong: caption red, the predicted bar red and the true one blue; no label: black
+    assert captions == [("dog 80% (dog)", "tab:blue"), ("cat 70% (dog)", "tab:red"), ("bird 60%", "black")]
+    colours = [[to_hex(bar.get_facecolor()) for bar in ax.patches] for ax in bar_axes]
+    blue, red, grey, black = to_hex("tab:blue"), to_hex("tab:red"), "#777777", "#000000"
+    assert colours == [[grey, blue, grey], [red, blue, grey], [grey, grey, black]]
+    assert [bar.get_height() for bar in bar_axes[0].patches] == pytest.approx([0.1, 0.8, 0.1])
+
+
 def read_events(log_dir: str) -> EventAccumulator:
     events = EventAccumulator(log_dir, size_guidance={"images": 0, "scalars": 0, "tensors": 0})
     events.Reload()
@@ -95,9 +115,11 @@ def test_tensorboard_events_after_short_fit(fashion: Callable[..., FashionMNISTD
     assert scalars <= set(events.Tags()["scalars"])
     assert len(events.Scalars("val/acc")) == 2  # one per epoch, none from the sanity check
     assert len(events.Images("val/confusion_matrix")) == 2
-    for tag in ("test/confusion_matrix", "train/sample_inputs", "test/misclassified"):
+    for tag in ("test/confusion_matrix", "train/sample_inputs", "test/misclassified", "test/predictions"):
         image = events.Images(tag)[0]
         assert image.encoded_image_string.startswith(b"\x89PNG") and image.width > 100, tag
+    sheet = events.Images("test/predictions")[0]
+    assert (sheet.width, sheet.height) == (1200, 1150)  # the tutorial's 15 images: 5 rows of 3 (image, bars) pairs
     assert {"val/most_confused/text_summary", "test/most_confused/text_summary"} <= set(events.Tags()["tensors"])
     text = events.Tensors("test/most_confused/text_summary")[0].tensor_proto.string_val[0].decode()
     assert " predicted as " in text and " × " in text
@@ -122,3 +144,5 @@ def test_figures_are_a_no_op_without_tensorboard(
 def test_bad_callback_arguments() -> None:
     with pytest.raises(ValueError, match=r"max_images=0 is out of range; allowed: a positive integer"):
         TensorBoardFigures(max_images=0)
+    with pytest.raises(ValueError, match=r"sheet_images=-1 is out of range; allowed: an integer >= 0"):
+        TensorBoardFigures(sheet_images=-1)
