@@ -258,9 +258,10 @@ class MLPClassifier(L.LightningModule):
                 )
             return self._train_loss(*batch)
         opt, schedulers = self.optimizers(), self._step_schedulers()
-        losses, max_steps = [], self.trainer.max_steps
+        # Lightning checks max_steps only between lists; fast_dev_run (max_steps=1) still runs one whole list
+        losses, max_steps = [], -1 if self.trainer.fast_dev_run else self.trainer.max_steps
         for x, y in batch:  # kept as lean as a hand-written loop: no host sync, no logging in here
-            if 0 <= max_steps <= self.trainer.global_step:  # Lightning checks max_steps only between lists
+            if 0 <= max_steps <= self.trainer.global_step:
                 break
             loss = self._train_loss(x, y)
             opt.zero_grad(set_to_none=True)
