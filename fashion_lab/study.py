@@ -29,6 +29,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,12 +326,14 @@ def create_or_check(storage: RDBStorage, args: argparse.Namespace) -> optuna.Stu
 
 
 def check_same(name: str, stored: dict[str, Any], spec: dict[str, Any]) -> None:
-    for key in spec:
-        if stored.get(key) != spec[key]:
-            raise StudyError(
-                f"study {name!r} in this storage was made by a different definition: {key} is {stored.get(key)!r} "
-                f"there, {spec[key]!r} here. Fix: run with the same options, or choose another --storage."
-            )
+    differences = [
+        f"{key} is {stored.get(key)!r} there, {spec[key]!r} here" for key in spec if stored.get(key) != spec[key]
+    ]
+    if differences:
+        raise StudyError(
+            f"study {name!r} in this storage was made by a different definition: {'; '.join(differences)}. "
+            "Fix: run with the same options, or choose another --storage."
+        )
 
 
 def fit_args(spec: dict[str, Any], overrides: dict[str, Any], extra: list[str]) -> list[str]:
@@ -350,10 +353,10 @@ def validate_fit_args(spec: dict[str, Any]) -> None:
                 cli = make_cli(fit_args(spec, overrides, [])[1:], run=False)  # no subcommand: build only
                 if label == next(iter(variants)):
                     cli.datamodule.prepare_data()
-        except SystemExit:  # jsonargparse printed its complaint: keep its error line
-            lines = [ln for ln in stderr.getvalue().splitlines() if ln.strip()]
-            reason = next((ln for ln in lines if "error:" in ln), lines[-1] if lines else "bad fit arguments")
-            raise StudyError(f"variant {label!r}: {reason.split('error:', 1)[-1].strip()}") from None
+        except SystemExit:  # jsonargparse printed usage, then "error: ..." over a few lines: keep those, as one
+            text = stderr.getvalue()
+            reason = " ".join(text[text.find("error:") + 6 :].split()) if "error:" in text else "bad fit arguments"
+            raise StudyError(f"variant {label!r}: {reason}") from None
         except Exception as e:
             message = user_error_message(e)
             if message is None:
@@ -366,15 +369,18 @@ def validate_fit_args(spec: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def heartbeat(storage: RDBStorage, trial: optuna.Trial) -> Iterator[None]:
-    """Beat the trial's heartbeat from a thread while it runs, so that if this process dies the trial goes stale."""
+    """Beat the trial's heartbeat from a thread while it runs, so that if this process dies the trial goes stale.
+
+    Enter it right after the claim: a RUNNING trial with no heartbeat at all never goes stale (Optuna skips it),
+    so the first beat is taken before returning; only the instant between claim and first beat is unguarded.
+    """
+    storage.record_heartbeat(trial._trial_id)
     stop = threading.Event()
 
     def beat() -> None:
         with contextlib.suppress(Exception):  # a lost connection: the trial goes stale and is re-run elsewhere
-            while True:
+            while not stop.wait(storage.heartbeat_interval):
                 storage.record_heartbeat(trial._trial_id)
-                if stop.wait(storage.heartbeat_interval):
-                    return
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -418,7 +424,7 @@ def plan(trial: optuna.Trial, spec: dict[str, Any]) -> tuple[dict[str, Any], lis
     return search_space(trial), [], f"trial {trial.number}"
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict[str, Any], storage: RDBStorage) -> str:
+def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict[str, Any]) -> str:
     """Fit, test and record one trial; returns its progress line."""
     overrides, seed_args, label = plan(trial, spec)
     run = f"{study.study_name}/trial_{trial.number:04d}"
@@ -431,19 +437,18 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict[str, Any], st
     recorder = TrialRecorder(trial, monitor=f"val/{spec['metric']}")
     start = time.perf_counter()
     try:
-        with (
-            heartbeat(storage, trial),
-            open(log, "w") as out,
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(out),
-        ):
+        with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             cli = make_cli(args, callbacks=[recorder])
     except optuna.TrialPruned as e:
         trial.set_user_attr("curves", recorder.curves())
         study.tell(trial, state=TrialState.PRUNED)
         return f"{label}: pruned ({e})"
     except Exception as e:
-        message = user_error_message(e) or f"{type(e).__name__}: {e} (traceback in {log})"
+        message = user_error_message(e)
+        if message is None:  # a bug: its traceback goes to the trial's log
+            with open(log, "a") as out:
+                traceback.print_exc(file=out)
+            message = f"{type(e).__name__}: {e} (traceback in {log})"
         trial.set_user_attr("error", message)
         study.tell(trial, state=TrialState.FAIL)
         return f"{label}: failed: {message}"
@@ -480,7 +485,8 @@ def work(args: argparse.Namespace, tag: str = "") -> None:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: FAIL, and queued again (MAX_RETRY times)
         trial = claim(study, spec, total)
         if trial is not None:
-            line = run_trial(study, trial, spec, storage)
+            with heartbeat(storage, trial):
+                line = run_trial(study, trial, spec)
             print(f"{tag}{progress(study, spec, total)} · {line}", flush=True)
             waiting_said = False
         elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -651,22 +657,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         study = create_or_check(storage, args)
         start = time.perf_counter()
-        if args.workers == 1:
-            work(args)
-        else:  # spawn: a fresh interpreter per worker (forking a process that holds torch threads is unsafe)
-            context = multiprocessing.get_context("spawn")
-            workers = [context.Process(target=work, args=(args, f"[worker {k}] ")) for k in range(args.workers)]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
+        # this process is worker 0; the others are spawned: fresh interpreters (forking one that holds torch
+        # threads is unsafe), each paying the imports once
+        context = multiprocessing.get_context("spawn")
+        others = [context.Process(target=work, args=(args, f"[worker {k}] ")) for k in range(1, args.workers)]
+        for worker in others:
+            worker.start()
+        work(args, "[worker 0] " if others else "")
+        for worker in others:
+            worker.join()
         study, spec = load(storage, study.study_name)
         lines, error = summary(study, spec)
         print(f"{study.study_name} ({time.perf_counter() - start:.0f} s):", *lines, sep="\n  ")
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl+C; in a fit, Lightning shuts down and exits
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
     if error:
