@@ -108,18 +108,21 @@ def mean_curve(trials: list[FrozenTrial], key: str) -> np.ndarray:
 def curves_figure(results: dict[str, list[FrozenTrial]], title: str) -> matplotlib.figure.Figure:
     """One panel per variant: mean train and validation loss per epoch; the gap between them is overfitting."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     names = [n for n, ts in results.items() if ts]
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
     fig = Figure(figsize=(3.2 * cols, 2.6 * rows + 0.4), layout="constrained")
-    fig.suptitle(f"{title}: loss per epoch, mean over seeds (solid train, dashed validation)")
+    # Keras' losses: a regularizer's penalty is in both, so their gap still measures overfitting
+    fig.suptitle(f"{title}: loss per epoch (with any penalty), mean over seeds (solid train, dashed validation)")
     for k, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
         for key, style in (("train/loss", "-"), ("val/loss", "--")):
             curve = mean_curve(results[name], key)
             ax.plot(np.arange(1, len(curve) + 1), curve, style, marker="o", markersize=3, label=key)
         ax.set(title=name, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.title.set_fontsize(9)
         if k == 0:
             ax.legend(fontsize=7)
