@@ -113,9 +113,9 @@ def curves_figure(results: dict[str, list[FrozenTrial]], title: str) -> matplotl
     names = [n for n, ts in results.items() if ts]
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(max(3.2 * cols, 7), 2.6 * rows + 0.7), layout="constrained")
     # Keras' losses: a regularizer's penalty is in both, so their gap still measures overfitting
-    fig.suptitle(f"{title}: loss per epoch (with any penalty), mean over seeds (solid train, dashed validation)")
+    fig.suptitle(f"{title}: loss per epoch, mean over seeds\nsolid: train, dashed: validation (with any penalty)")
     for k, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
         for key, style in (("train/loss", "-"), ("val/loss", "--")):
@@ -211,7 +211,8 @@ def confusion_section(storage: Any, data: str, out: Path) -> list[str]:
     accuracy = study.mean_sd([t.value for t in trials])
     return [
         *heading,
-        f"The seed's network (loss study, {len(trials)} seeds, test accuracy {accuracy}); rows are true classes, "
+        f"The seed's network (loss study, {plural(len(trials), 'seed')}, test accuracy {accuracy}); rows are "
+        "true classes, "
         "columns predictions, counts summed over the seeds' test sets.",
         "",
         "![confusion matrix](confusion_matrix.png)",
@@ -315,6 +316,10 @@ def load(storage: Any, name: str) -> tuple[optuna.Study, dict[str, Any]] | None:
     return study.load(storage, name)
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def data_option(data: str) -> str:
     return "" if data == "FashionMNISTDataModule" else f" --data {data}"
 
@@ -330,7 +335,8 @@ def produced(s: optuna.Study, spec: dict[str, Any]) -> str:
     seeds = f" --seeds {spec['seeds']}" if "seeds" in spec else ""
     command = shlex.join(["python", "-m", "fashion_lab.study", spec["study"], *spec["fit_args"]]) + seeds
     return (
-        f"Produced by `{command}`{data_option(spec['data'])}: {len(trials)} trials by {workers} worker process(es) "
+        f"Produced by `{command}`{data_option(spec['data'])}: {plural(len(trials), 'trial')} by "
+        f"{plural(workers, 'worker process', 'worker processes')} "
         f"in {wall / 60:.1f} min of wall time ({fit / 60:.1f} min of fits)."
     )
 
