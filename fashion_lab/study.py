@@ -21,6 +21,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import multiprocessing
 import os
 import shlex
@@ -524,6 +525,23 @@ def mean_sd(values: list[float]) -> str:
     """ "0.8650 ± 0.0031" (sample standard deviation; "± n/a" from one value)."""
     sd = f"{statistics.stdev(values):.4f}" if len(values) > 1 else "n/a"
     return f"{statistics.fmean(values):.4f} ± {sd}"
+
+
+def welch(reference: list[float], other: list[float]) -> tuple[float, float, float]:
+    """mean(other) − mean(reference) and its 95% interval by Welch's t (unequal variances); needs 2+ values each.
+
+    >>> [round(x, 3) for x in welch([0.86, 0.87, 0.865], [0.88, 0.89, 0.885])]
+    [0.02, 0.009, 0.031]
+    """
+    from scipy.stats import t
+
+    diff = statistics.fmean(other) - statistics.fmean(reference)
+    va, vb = (statistics.variance(x) / len(x) for x in (reference, other))
+    if va + vb == 0:  # identical values in both (e.g. the MSE pitfall's chance level): no spread to test
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(reference) - 1) + vb**2 / (len(other) - 1))
+    half = float(t.ppf(0.975, df)) * math.sqrt(va + vb)
+    return diff, diff - half, diff + half
 
 
 def progress(study: optuna.Study, spec: dict[str, Any], total: int) -> str:

@@ -12,7 +12,6 @@ Arguments this script does not know go to every fit of a --run, e.g. --trainer.m
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import shlex
 import statistics
@@ -64,28 +63,11 @@ def parameter_table(num_classes: int) -> list[str]:
     return rows
 
 
-def welch(reference: list[float], other: list[float]) -> tuple[float, float, float]:
-    """mean(other) − mean(reference) and its 95% interval by Welch's t (unequal variances); needs 2+ values each.
-
-    >>> [round(x, 3) for x in welch([0.86, 0.87, 0.865], [0.88, 0.89, 0.885])]
-    [0.02, 0.009, 0.031]
-    """
-    from scipy.stats import t
-
-    diff = statistics.fmean(other) - statistics.fmean(reference)
-    va, vb = (statistics.variance(x) / len(x) for x in (reference, other))
-    if va + vb == 0:  # identical values in both (e.g. the MSE pitfall's chance level): no spread to test
-        return diff, diff, diff
-    df = (va + vb) ** 2 / (va**2 / (len(reference) - 1) + vb**2 / (len(other) - 1))
-    half = t.ppf(0.975, df) * math.sqrt(va + vb)
-    return diff, diff - half, diff + half
-
-
 def verdict(name: str, reference: str, ref: list[float], values: list[float]) -> str:
     """One plain sentence: the difference in accuracy points, its interval, and whether it beats seed noise."""
     if len(ref) < 2 or len(values) < 2:
         return f"{name}: needs 2 or more seeds on both sides for an interval."
-    diff, low, high = (100 * x for x in welch(ref, values))
+    diff, low, high = (100 * x for x in study.welch(ref, values))
     interval = f"95% interval {low:+.2f} to {high:+.2f}"
     if low > 0 or high < 0:
         side = "better" if diff > 0 else "worse"
@@ -171,7 +153,7 @@ def grid_section(storage: Any, name: str, data: str, out: Path, heading: str) ->
         seconds = statistics.fmean(t.user_attrs["seconds"] for t in trials)
         difference = ""
         if variant != reference and len(values) > 1 and len(ref) > 1:
-            diff, low, high = (100 * x for x in welch(ref, values))
+            diff, low, high = (100 * x for x in study.welch(ref, values))
             difference = f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] points"
             sentences.append(f"- {verdict(variant, reference, ref, values)}")
         rows.append(
