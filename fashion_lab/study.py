@@ -306,18 +306,15 @@ def wait_for_definition(study: optuna.Study, timeout: float = 60.0) -> dict[str,
 def create_or_check(storage: RDBStorage, args: argparse.Namespace) -> optuna.Study:
     """Create the study (a grid: all its trials queued) or join the existing one if its definition is the same."""
     spec, name = definition(args), study_name(args.name, args.data)
+    if name in optuna.get_all_study_names(storage):  # a mismatch is known before the slow check below
+        check_same(name, wait_for_definition(optuna.load_study(study_name=name, storage=storage)), spec)
+    validate_fit_args(spec)
     try:  # the storage's unique study name makes exactly one process the creator
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=storage)
         check_same(name, wait_for_definition(study), spec)
-        validate_fit_args(spec)  # also prepares the data on this machine
         return study
-    try:
-        validate_fit_args(spec)
-    except StudyError:
-        optuna.delete_study(study_name=name, storage=storage)  # a mistake must not leave a study behind
-        raise
     if "variants" in spec:  # seed-major, so an interrupted study has every variant at a few seeds
         for seed in range(spec["seeds"]):
             for variant in spec["variants"]:
@@ -445,11 +442,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict[str, Any]) ->
         study.tell(trial, state=TrialState.PRUNED)
         return f"{label}: pruned ({e})"
     except Exception as e:
-        message = user_error_message(e)
-        if message is None:  # a bug: its traceback goes to the trial's log
-            with open(log, "a") as out:
-                traceback.print_exc(file=out)
-            message = f"{type(e).__name__}: {e} (traceback in {log})"
+        message = user_error_message(e) or bug_report(e, log)
         trial.set_user_attr("error", message)
         study.tell(trial, state=TrialState.FAIL)
         return f"{label}: failed: {message}"
@@ -457,21 +450,42 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: dict[str, Any]) ->
         study.tell(trial, state=TrialState.FAIL)
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, study._storage.get_trial(trial._trial_id))
         raise
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start  # the whole fit and its test, as `fashion-lab fit` minus its imports
+    return f"{label}: {record(study, trial, spec, cli.trainer, recorder, seconds)} in {seconds:.1f} s"
+
+
+def bug_report(e: Exception, log: Path) -> str:
+    """Not a user's mistake: the traceback goes to the trial's log, the line names it."""
+    with open(log, "a") as out:
+        traceback.print_exc(file=out)
+    return f"{type(e).__name__}: {e} (traceback in {log})"
+
+
+def record(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    spec: dict[str, Any],
+    trainer: L.Trainer,
+    recorder: TrialRecorder,
+    seconds: float,
+) -> str:
+    """Store what the report needs, and tell the trial's value: the test metric (grid) or the best validation
+    metric (search: it selects on validation only; the test set is looked at, never chosen on)."""
     scores = {
-        k[5:]: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/") and k.count("/") == 1
+        k[5:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/") and k.count("/") == 1
     }
     curves = recorder.curves()
     best_val = max((v for v in curves.get(f"val/{spec['metric']}", []) if v is not None), default=float("nan"))
-    for key, value in (("test", scores), ("curves", curves), ("seconds", seconds), ("best_val", best_val)):
+    attrs = {"test": scores, "curves": curves, "best_val": best_val, "seconds": seconds}
+    attrs |= {"confusion": recorder.confmat.compute().tolist(), "weights": recorder.weights()}
+    for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr("confusion", recorder.confmat.compute().tolist())
-    trial.set_user_attr("weights", recorder.weights())
+    test = scores[spec["metric"]]
     if "variants" in spec:
-        study.tell(trial, scores[spec["metric"]])
-        return f"{label}: test {spec['metric']} {scores[spec['metric']]:.4f} in {seconds:.1f} s"
-    study.tell(trial, best_val)  # a search selects on validation only; the test set is looked at, never chosen on
-    return f"{label}: best val {spec['metric']} {best_val:.4f}, test {scores[spec['metric']]:.4f} in {seconds:.1f} s"
+        study.tell(trial, test)
+        return f"test {spec['metric']} {test:.4f}"
+    study.tell(trial, best_val)
+    return f"best val {spec['metric']} {best_val:.4f}, test {test:.4f}"
 
 
 def work(args: argparse.Namespace, tag: str = "") -> None:
