@@ -1,12 +1,12 @@
 """Write reports/seed_study.md from the study storage: the seed tutorial's questions, answered over seeds.
 
-    python scripts/reproduce_seed.py --run --workers 2   # run the 4 grid studies (5 seeds each), then the report
-    python scripts/reproduce_seed.py                     # the report from what the storage holds (runs nothing)
+    python scripts/reproduce_seed.py --workers 2         # run (or resume) the 4 grid studies, then the report
+    python scripts/reproduce_seed.py --report-only       # the report from what the storage holds (runs nothing)
     python scripts/reproduce_seed.py --quick             # 2 seeds, 1 epoch on a fifth of the data: checks the pipeline
 
 The studies are `python -m fashion_lab.study NAME` (loss, activation, dropout, regularization, search), in the default
 storage lightning_logs/studies.db or --storage URL; K49 studies (`--data K49DataModule`) get their own section.
-Arguments this script does not know go to every fit of a --run, e.g. --trainer.max_epochs 1.
+Arguments this script does not know go to every fit of the studies it runs, e.g. --trainer.max_epochs 1.
 """
 
 from __future__ import annotations
@@ -337,11 +337,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--storage", help=f"the studies' Optuna URL (default {study.DEFAULT_STORAGE})")
     parser.add_argument("--out", default="reports", help="folder for seed_study.md and its PNGs")
-    parser.add_argument("--run", action="store_true", help="first run the four grid studies (resuming)")
-    parser.add_argument("--quick", action="store_true", help="--run with 2 seeds, 1 epoch, 20%% of the batches")
-    parser.add_argument("--workers", type=study.positive, default=1, help="--run: worker processes")
-    parser.add_argument("--seeds", type=study.positive, help="--run: seeds per variant (default 5)")
-    parser.add_argument("--data", default="FashionMNISTDataModule", help="--run: the data module")
+    parser.add_argument("--report-only", action="store_true", help="run no study: only write the report")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 1 epoch, 20%% of the batches, own storage")
+    parser.add_argument("--workers", type=study.positive, default=1, help="worker processes of each study")
+    parser.add_argument("--seeds", type=study.positive, help="seeds per variant (default 5)")
+    parser.add_argument("--data", default="FashionMNISTDataModule", help="the data module of the studies run")
     args, args.fit_args = parser.parse_known_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -351,7 +351,7 @@ def main() -> None:
         args.fit_args = [*QUICK_FIT, *args.fit_args]
     args.storage = args.storage or study.DEFAULT_STORAGE
     begin = time.perf_counter()
-    if args.run or args.quick:
+    if not args.report_only:
         run_studies(args)
     study.quiet_libraries()
     storage = study.open_storage(args.storage)
@@ -359,7 +359,7 @@ def main() -> None:
     for name, heading in SECTIONS.items():
         report += grid_section(storage, name, "FashionMNISTDataModule", out, f"## {heading}")
     report += search_section(storage, "FashionMNISTDataModule", out) + k49_section(storage, out)
-    report.append(f"Report written in {time.perf_counter() - begin:.0f} s (with --run: the studies included).")
+    report.append(f"This run of scripts/reproduce_seed.py took {time.perf_counter() - begin:.0f} s.")
     (out / "seed_study.md").write_text("\n".join(report) + "\n", encoding="utf-8")
     print(f"Wrote {out / 'seed_study.md'} in {time.perf_counter() - begin:.0f} s")
 
@@ -375,7 +375,7 @@ def header(args: argparse.Namespace) -> list[str]:
         "(the seed's settings: 5 epochs, batch 32, Keras split 48,000 / 12,000, then the 10,000 test images) with "
         "one change; its TensorBoard run is in lightning_logs/<study>/trial_N/.",
         "",
-        f"Storage: `{shown}`. Regenerate: `python scripts/reproduce_seed.py --run --workers 2` (runs what is "
+        f"Storage: `{shown}`. Regenerate: `python scripts/reproduce_seed.py --workers 2` (runs what is "
         "missing, then writes this report). Machine: "
         f"{platform.machine()} with {torch.get_num_threads()} CPU threads; torch {torch.__version__}, "
         f"Lightning {lightning.__version__}, Optuna {optuna.__version__}.",

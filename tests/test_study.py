@@ -245,7 +245,7 @@ def test_recorder_keeps_curves_confusion_and_weights(tmp_path: Path, fashion) ->
 def test_report_from_the_storage(reference: Path, tmp_path: Path) -> None:
     storage = f"sqlite:///{reference / 'lightning_logs' / 'studies.db'}"
     script = str(REPO / "scripts" / "reproduce_seed.py")
-    result = run_command([script, "--storage", storage, "--out", str(tmp_path)], tmp_path, timeout=300)
+    result = run_command([script, "--report-only", "--storage", storage, "--out", str(tmp_path)], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tmp_path / "seed_study.md").read_text(encoding="utf-8")
     assert "| mse, raw integer label (the pitfall) | 2 | 0." in report and " ± " in report
