@@ -100,13 +100,13 @@ def search_space(trial: optuna.Trial) -> dict[str, Any]:
     optimizer = trial.suggest_categorical("optimizer", ["adam", "rmsprop", "sgd"])
     overrides = {
         "model.hidden": [max(32, width >> i) for i in range(depth)],  # a funnel, as configs/best_mlp.yaml's 512-256
-        "model.dropout": trial.suggest_float("dropout", 0.0, 0.6, step=0.05),
+        "model.dropout": round(trial.suggest_float("dropout", 0.0, 0.6, step=0.05), 2),  # 0.35, not 0.35000000000000003
         "model.activation": trial.suggest_categorical("activation", ["relu", "gelu", "swish", "elu", "selu", "tanh"]),
         "model.optimizer": optimizer,
         "model.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
         "model.lr_schedule": trial.suggest_categorical("lr_schedule", ["constant", "cosine_decay", "one_cycle"]),
         "model.weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-        "model.label_smoothing": trial.suggest_float("label_smoothing", 0.0, 0.2, step=0.02),
+        "model.label_smoothing": round(trial.suggest_float("label_smoothing", 0.0, 0.2, step=0.02), 2),
         "data.batch_size": batch_size,
         "data.steps_per_execution": max(1, 1024 // batch_size),  # Keras' option: same updates, less overhead
         "trainer.max_epochs": trial.suggest_int("epochs", 10, 60, step=5),
