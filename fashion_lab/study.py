@@ -252,6 +252,7 @@ def study_name(name: str, data: str) -> str:
 
 
 def metric(data: str) -> str:
+    """The study's score: accuracy, or balanced accuracy for imbalanced classes."""
     return "balanced_acc" if data.rsplit(".", 1)[-1] in BALANCED else "acc"
 
 
@@ -264,6 +265,7 @@ def definition(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    """Grid: any (never asked); search: multivariate TPE."""
     # Grid trials are enqueued with fixed parameters, so their sampler never draws.
     if "variants" in spec:
         return optuna.samplers.RandomSampler(seed=0)
@@ -272,6 +274,7 @@ def sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
 
 
 def pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """Grid: none; search: stop a trial whose val metric is below the median of earlier trials at that epoch."""
     if "variants" in spec:
         return optuna.pruners.NopPruner()  # every seed of every variant is a data point
     return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=5)
@@ -324,6 +327,7 @@ def create_or_check(storage: RDBStorage, args: argparse.Namespace) -> optuna.Stu
 
 
 def check_same(name: str, stored: dict[str, Any], spec: dict[str, Any]) -> None:
+    """StudyError naming every option in which the stored definition differs from this command's."""
     differences = [
         f"{key} is {stored.get(key)!r} there, {spec[key]!r} here" for key in spec if stored.get(key) != spec[key]
     ]
@@ -636,11 +640,14 @@ def write_config(storage: RDBStorage, args: argparse.Namespace, path: Path) -> s
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one `error:` line and status 2."""
+
     def error(self, message: str) -> None:  # one line, as fashion-lab's own errors (argparse prints the usage too)
         self.exit(2, f"error: {message}. See: {self.prog} --help\n")
 
 
 def positive(text: str) -> int:
+    """argparse type: an integer >= 1 (seeds, workers, trials, threads, heartbeat seconds)."""
     try:
         value = int(text)
     except ValueError:
@@ -651,6 +658,7 @@ def positive(text: str) -> int:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The study's own options; everything else is kept in `fit_args` for every fit."""
     parser = Parser(
         prog="fashion-lab-study",
         description=__doc__.splitlines()[0],

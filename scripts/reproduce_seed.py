@@ -299,10 +299,12 @@ def load(storage: Any, name: str) -> tuple[optuna.Study, dict[str, Any]] | None:
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:
+    """ "1 seed", "2 seeds"."""
     return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def data_option(data: str) -> str:
+    """The study command's --data option, or nothing for the default Fashion-MNIST."""
     return "" if data == "FashionMNISTDataModule" else f" --data {data}"
 
 
@@ -334,6 +336,7 @@ def run_studies(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    """Run (or resume) the grid studies unless --report-only, then write the report and its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--storage", help=f"the studies' Optuna URL (default {study.DEFAULT_STORAGE})")
     parser.add_argument("--out", default="reports", help="folder for seed_study.md and its PNGs")
@@ -365,6 +368,7 @@ def main() -> None:
 
 
 def header(args: argparse.Namespace) -> list[str]:
+    """What every number means, where it comes from, and question 1 (parameter counts, no training needed)."""
     shown = make_url(args.storage).render_as_string(hide_password=True)
     return [
         "# The seed's questions, answered by fashion_lab",
