@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 from lightning import LightningDataModule
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
@@ -159,27 +159,41 @@ def trainer_defaults() -> dict:
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
     """Build (and by default run) the CLI; mistakes exit with one line on stderr and status 1."""
+    try:
+        return make_cli(args, run)
+    except Exception as e:
+        message = user_error_message(e)
+        if message is None or os.environ.get("FASHION_LAB_DEBUG"):
+            raise
+        print(f"error: {message}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+def make_cli(args: list[str] | None = None, run: bool = True, callbacks: list[Callback] | None = None) -> FashionLabCLI:
+    """The CLI, built and (by default) run, raising what goes wrong; `callbacks` join every run's (fashion_lab.study
+    passes its Optuna trial recorder this way)."""
     # Lightning 2.6 calls a torch 2.14 pytree API that warns on every run; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    try:
-        return FashionLabCLI(
-            MLPClassifier,
-            LightningDataModule,  # any data module: the data sets, or ImageFilesDataModule for predict
-            subclass_mode_data=True,
-            seed_everything_default=42,
-            trainer_defaults=trainer_defaults(),
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            args=args,
-            run=run,
-            parser_kwargs={"description": DESCRIPTION, "prog": "fashion-lab"},
-        )
-    except Exception as e:
-        user_error = _user_error(e)
-        if user_error is None or os.environ.get("FASHION_LAB_DEBUG"):
-            raise
-        print(f"error: {_message(user_error)}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
-        sys.exit(1)
+    defaults = trainer_defaults()
+    defaults["callbacks"] += callbacks or []
+    return FashionLabCLI(
+        MLPClassifier,
+        LightningDataModule,  # any data module: the data sets, or ImageFilesDataModule for predict
+        subclass_mode_data=True,
+        seed_everything_default=42,
+        trainer_defaults=defaults,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+        parser_kwargs={"description": DESCRIPTION, "prog": "fashion-lab"},
+    )
+
+
+def user_error_message(e: BaseException) -> str | None:
+    """The one line a user's mistake behind `e` deserves, or None when `e` is a bug (it keeps its traceback)."""
+    user_error = _user_error(e)
+    return None if user_error is None else _message(user_error)
 
 
 def _user_error(e: BaseException) -> BaseException | None:

@@ -26,11 +26,13 @@ def test_readme_example_runs(tmp_path: Path) -> None:
 
 
 def test_reproduce_seed_quick(tmp_path: Path) -> None:
+    """--quick runs the four grid studies (2 seeds, 1 epoch on a fifth of the batches), then the report from them."""
+    out = tmp_path / "reports"
     result = run_command(
-        [str(REPO / "scripts" / "reproduce_seed.py"), "--quick", "--out", str(tmp_path / "reports")], tmp_path
+        [str(REPO / "scripts" / "reproduce_seed.py"), "--quick", "--workers", "2", "--out", str(out)], tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = (tmp_path / "reports" / "seed_study.md").read_text(encoding="utf-8")
+    report = (out / "seed_study.md").read_text(encoding="utf-8")
     assert "| logits (Dense) | (None, 10) | 1,290 | 128 inputs × 10 units + 10 biases |" in report
     assert "**101,770**" in report
     for section in (
@@ -39,12 +41,15 @@ def test_reproduce_seed_quick(tmp_path: Path) -> None:
         "Q5 regularization",
         "Q6 dropout",
         "Q4 activation",
+        "Search: the best Dense-only network",
         "Homework: Kuzushiji-49",
     ):
         assert f"## {section}" in report
-    pitfall = re.search(r"\| mse, raw integer label \(the pitfall\) \| ([0-9.]+) \|", report).group(1)
-    seed = re.search(r"\| cross_entropy \(seed\) \| ([0-9.]+) \|", report).group(1)
+    pitfall = re.search(r"\| mse, raw integer label \(the pitfall\) \| 2 \| ([0-9.]+) ± ", report).group(1)
+    seed = re.search(r"\| cross_entropy \(seed\) \| 2 \| ([0-9.]+) ± ", report).group(1)
     assert float(pitfall) < 0.2 < 0.7 < float(seed)
+    assert "- mse, raw integer label (the pitfall) is " in report and "points worse than cross_entropy (seed)" in report
     assert re.search(r"- \d+ × [\w/ -]+ predicted as [\w/ -]+", report)
-    for png in ("confusion_matrix.png", "weight_histograms.png"):
-        assert (tmp_path / "reports" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "Not run yet" not in report.split("## Search")[0]  # every grid study ran
+    for png in ("confusion_matrix", "curves_loss-fashionmnist", "weights_regularization-fashionmnist"):
+        assert (out / f"{png}.png").read_bytes()[:4] == b"\x89PNG"
