@@ -12,9 +12,11 @@ from fashion_lab.data import (
 from fashion_lab.errors import ConfigError, NonFiniteLossError
 from fashion_lab.layers import DenseStack
 from fashion_lab.model import MLPClassifier
+from fashion_lab.runs import AtomicCheckpointIO, RunLogger
 from fashion_lab.sources import DataError
 
 __all__ = [
+    "AtomicCheckpointIO",
     "ConfigError",
     "DataError",
     "DenseStack",
@@ -28,5 +30,6 @@ __all__ = [
     "MNISTDataModule",
     "NonFiniteLossError",
     "RNGState",
+    "RunLogger",
     "TensorBoardFigures",
 ]

@@ -172,6 +172,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Make sure every file exists locally: found in `search_dirs`, or downloaded (md5-checked)."""
+        self._check_data_dir()
         for file_name, md5 in self.resources:
             if find(file_name, self.search_dirs) is None:
                 if not self.download:
@@ -181,9 +182,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         """Load the split(s) `stage` needs into uint8 tensors, once."""
+        self._check_data_dir()
         if stage in ("fit", "validate") and self.train_set is None:
             images, labels = self._load(0)
             n_train = int(len(labels) * (1.0 - self.val_split))  # Keras: split_at = int(n * (1 - validation_split))
+            self._check_split(len(labels), n_train, training=stage == "fit")
             if self.split == "random":
                 order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.seed))
                 images, labels = images[order], labels[order]
@@ -206,6 +209,24 @@ class ImageDataModule(L.LightningDataModule):
         for dataset in (self.train_set, self.val_set, self.test_set):  # Lightning restores after `setup`
             if dataset is not None:
                 dataset.mean, dataset.std = self.mean, self.std
+
+    def _check_data_dir(self) -> None:
+        # a file in its place would silently make every file "not found", or fall back to another local copy
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ConfigError(
+                f"data_dir={str(self.data_dir)!r} is a file, not a folder. "
+                "Fix: pass the folder that holds (or will receive) the data files."
+            )
+
+    def _check_split(self, n: int, n_train: int, training: bool) -> None:
+        """Refuse a split that leaves less than one training batch, or a `val_split` > 0 with no validation image."""
+        split = f"val_split={self.val_split} leaves {n_train:,} of the training file's {n:,} images to train on"
+        if training and n_train < self.batch_size:
+            raise ConfigError(
+                f"{split}, fewer than one batch of {self.batch_size}. Fix: lower val_split or batch_size."
+            )
+        if self.val_split and n_train == n:
+            raise ConfigError(f"{split} and none for validation. Fix: val_split 0 for no validation set, or larger.")
 
     def train_dataloader(self) -> DataLoader:
         # Its own generator: starting an epoch then draws no base seed from the global RNG, which draws the dropout

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import QUIET, REPO, SYNTHETIC, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lab import MLPClassifier
 from fashion_lab.cli import cli_main
@@ -79,8 +80,6 @@ def test_fit_then_test_writes_run_folder(workdir: Path, capsys: pytest.CaptureFi
     assert saved["data"]["class_path"] == "fashion_lab.MNISTDataModule" and saved["trainer"]["max_epochs"] == 2
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert "last.ckpt" in checkpoints and any(name.startswith("epoch=") for name in checkpoints)
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     tags = set()
     for events in run.glob("events.out.tfevents.*"):
         acc = EventAccumulator(str(events))
@@ -100,13 +99,53 @@ def test_predict_writes_csv(workdir: Path, capsys: pytest.CaptureFixture) -> Non
     cli_main(["predict", *SYNTHETIC, *QUIET, "--ckpt_path", str(ckpt)])
     out = capsys.readouterr().out
     assert "Predict: [" in out and "Actual:  [0, 1, 2, 3" in out
-    rows = list(csv.DictReader((workdir / "lightning_logs" / "version_1" / "predictions.csv").open()))
+    # beside the checkpoint, in its own run: predict opens no run of its own
+    assert sorted(p.name for p in (workdir / "lightning_logs").iterdir()) == ["version_0"]
+    rows = list(csv.DictReader((workdir / "lightning_logs" / "version_0" / "predictions.csv").open()))
     assert len(rows) == 60 and list(rows[0])[:5] == ["index", "path", "pred", "pred_name", "prob"]
     assert list(rows[0])[5:] == ["pred2", "pred2_name", "prob2", "pred3", "pred3_name", "prob3", "true", "true_name"]
     assert float(rows[0]["prob"]) >= float(rows[0]["prob2"]) >= float(rows[0]["prob3"]) and rows[0]["path"] == ""
     assert [int(r["true"]) for r in rows[:12]] == [*range(10), 0, 1]  # synthetic labels cycle 0..9
     assert rows[3]["true_name"] == "3 - three" and 0.0 < float(rows[0]["prob"]) <= 1.0
     assert all(r["pred_name"] == f"{r['pred']} - " + r["pred_name"].split(" - ")[1] for r in rows)
+
+
+def test_predict_output_folder(workdir: Path) -> None:
+    run_fit("--trainer.max_epochs", "1", "--test_after_fit", "false")
+    cli_main(["predict", *QUIET, "--ckpt_path", "last", "--output", "out"])
+    assert [p.name for p in (workdir / "out").iterdir()] == ["predictions.csv"]  # config.yaml: fit's only
+    assert len((workdir / "out" / "predictions.csv").read_text().splitlines()) == 1 + 60
+    assert sorted(p.name for p in (workdir / "lightning_logs").iterdir()) == ["version_0"]
+
+
+@pytest.mark.slow
+def test_checkpoint_brings_its_data(k49_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`predict` and `test --ckpt_path last` with no config after a K49 fit: the checkpoint's data module and settings
+    (49 classes, its data_dir), outputs in the checkpoint's run, no new run folder; the command line still wins."""
+    monkeypatch.chdir(tmp_path)
+    k49 = ["--data", "K49DataModule", "--data.data_dir", str(k49_dir), "--data.download", "false"]
+    cli_main(["fit", *k49, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"])
+    run = tmp_path / "lightning_logs" / "version_0"
+    trained = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
+
+    cli = cli_main(["predict", "--ckpt_path", "last"])
+    assert type(cli.datamodule).__name__ == "K49DataModule" and cli.datamodule.data_dir == k49_dir
+    assert cli.datamodule.steps_per_execution == 32 and cli.model.hparams.num_classes == 49
+    rows = list(csv.DictReader((run / "predictions.csv").open(encoding="utf-8")))
+    assert len(rows) == 245 and {r["true_name"] for r in rows} == set(cli.datamodule.classes)  # 49 hiragana
+
+    cli = cli_main(["test", "--ckpt_path", "last", "--data.eval_batch_size", "100"])  # the command line wins
+    assert cli.datamodule.eval_batch_size == 100 and Path(cli.trainer.log_dir).resolve() == run
+    assert cli.trainer.callback_metrics["test/acc"] > 0.1  # 49 classes: chance is 0.02
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]  # no new run folder
+    for name, mtime in trained.items():  # the training run's config and hparams stay as fit wrote them
+        assert (run / name).stat().st_mtime_ns == mtime, name
+    tags = set()
+    for events in run.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
+    assert {"val/acc", "test/acc", "test/confusion_matrix", "test/misclassified"} <= tags  # test joined the run
 
 
 def test_resume_from_last_continues_the_same_run(workdir: Path) -> None:

@@ -12,6 +12,7 @@ import torch
 from conftest import make_trainer
 
 from fashion_lab import (
+    ConfigError,
     DataError,
     FashionMNISTDataModule,
     K49DataModule,
@@ -264,3 +265,23 @@ def test_corrupt_file_in_data_dir_is_reported_not_skipped(tmp_path: Path) -> Non
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"garbage"))
     with pytest.raises(DataError, match=str(tmp_path / "t10k-labels-idx1-ubyte.gz")):
         FashionMNISTDataModule(data_dir=tmp_path).setup("test")
+
+
+def test_degenerate_splits_are_refused_with_the_numbers(tmp_path: Path) -> None:
+    write_idx_set(tmp_path, n_train=100, n_test=10)
+    with pytest.raises(ConfigError, match=r"val_split=0.2 leaves 80 of the training file's 100 images to train on, "
+                       r"fewer than one batch of 90\. Fix:"):  # fmt: skip
+        mnist(tmp_path, batch_size=90).setup("fit")
+    mnist(tmp_path, batch_size=90).setup("validate")  # evaluating needs no training batch
+    with pytest.raises(ConfigError, match=r"val_split=0.99999 leaves 0 of .* fewer than one batch of 32"):
+        mnist(tmp_path, val_split=0.99999).setup("fit")
+    with pytest.raises(ConfigError, match=r"val_split=1e-17 leaves 100 of .* and none for validation\. Fix:"):
+        mnist(tmp_path, val_split=1e-17).setup("fit")  # 100 * (1 - 1e-17) rounds to 100
+
+
+def test_data_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file")
+    dm = FashionMNISTDataModule(data_dir=tmp_path / "data")  # would otherwise fall back to a system-wide copy
+    for step in (dm.prepare_data, lambda: dm.setup("fit")):
+        with pytest.raises(ConfigError, match=r"data_dir='.*/data' is a file, not a folder\. Fix:"):
+            step()

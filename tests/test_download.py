@@ -92,7 +92,7 @@ def test_idx_download_uses_torchvision_names_and_md5(tmp_path: Path, monkeypatch
         monkeypatch.setattr(MNISTDataModule, "mirrors", ("http://127.0.0.1:9/dead/", server.url + "mnist/"))
         md5s = tuple((p.name, hashlib.md5(p.read_bytes()).hexdigest()) for p in paths)
         monkeypatch.setattr(MNISTDataModule, "resources", md5s)
-        dm = MNISTDataModule(data_dir=tmp_path / "data")
+        dm = MNISTDataModule(data_dir=tmp_path / "data", batch_size=8)  # 24 training images: at least a batch
         dm.prepare_data()  # the first mirror refuses connections: the second one serves
         dm.setup("fit")
     raw = tmp_path / "data" / "MNIST" / "raw"

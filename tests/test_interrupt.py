@@ -1,4 +1,7 @@
-"""A `fit` stopped by Ctrl+C (SIGINT) or killed (SIGKILL) mid-epoch resumes with `fit --ckpt_path last`.
+"""A `fit` stopped by Ctrl+C (SIGINT), a scheduler (SIGTERM) or killed (SIGKILL) mid-epoch resumes from last.ckpt.
+
+SIGINT and SIGTERM end it with one line naming the signal, the epoch and the step, and the exact command that resumes
+(the test runs that command), with the shell's status 130 / 143; SIGKILL leaves no line, and `--ckpt_path last` resumes.
 
 What the resumed run shares with one that never stopped (same seed, CPU): everything. last.ckpt is written at the end
 of each epoch's validation and holds the weights, Adam's moments, the epoch and step; the data module's EpochShuffler
@@ -10,17 +13,22 @@ weights (max |Δw| ≈ 0.02 after 2 epochs here). With them, the final weights a
 
 from __future__ import annotations
 
+import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import QUIET, SYNTHETIC, run_cli
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from fashion_lab.cli import exit_status
 from fashion_lab.synthetic import write_idx_set
 
 # 4,000 training images in plain batches of 32 (125 steps): an epoch lasts seconds, long enough to land a signal in
@@ -69,7 +77,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_interrupted_fit_resumes_as_if_never_stopped(tmp_path: Path, sig: signal.Signals, uninterrupted: Path) -> None:
     folder = new_workdir(tmp_path)
     proc = subprocess.Popen(cli(*FIT), cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -77,16 +85,26 @@ def test_interrupted_fit_resumes_as_if_never_stopped(tmp_path: Path, sig: signal
         time.sleep(0.05)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=300)
-    if sig == signal.SIGINT:  # Lightning's graceful shutdown: no traceback, status 1
-        assert proc.returncode == 1 and "Detected KeyboardInterrupt" in stderr and "Traceback" not in stderr, stderr
-    else:
+    resume = [*FIT, "--ckpt_path", "last"]
+    if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
+    else:  # one line, no traceback, and the shell's status: 128 + the signal's number
+        assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], stderr[-3000:]
+        assert "Traceback" not in stderr and "Detected KeyboardInterrupt" not in stderr, stderr[-3000:]
+        (line,) = [x for x in stderr.splitlines() if f"stopped by {sig.name}" in x]
+        # epoch 0 only if the signal beat the epoch counter, in the moment between last.ckpt and epoch 1
+        epoch, step = map(int, re.match(rf"fit stopped by {sig.name} at epoch (\d+), step (\d+)\. ", line).groups())
+        assert epoch in (0, 1) and STEPS_PER_EPOCH <= step < 3 * STEPS_PER_EPOCH, line
+        command = shlex.split(line.split("Resume from its last finished epoch: ")[1])
+        assert command[:3] == ["python", "-m", "fashion_lab.cli"], line
+        assert command[3:] == [*FIT, "--ckpt_path", "lightning_logs/version_0/checkpoints/last.ckpt"], line
+        resume = command[3:]  # the user's next step: the printed command, exactly
     saved = torch.load(last_ckpt(folder), weights_only=True)
     assert (saved["epoch"], saved["global_step"]) == (0, STEPS_PER_EPOCH)  # the interrupted epoch 1 left nothing
     names = sorted(p.name for p in last_ckpt(folder).parent.iterdir())
     assert names[-1] == "last.ckpt" and all(n.endswith(".ckpt") and not n.startswith(".") for n in names), names
 
-    resumed = run_cli([*FIT, "--ckpt_path", "last"], folder)
+    resumed = run_cli(resume, folder)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert not (folder / "lightning_logs" / "version_1").exists()  # continued in the interrupted run's folder
     ours, theirs = (torch.load(last_ckpt(f), weights_only=True) for f in (folder, uninterrupted))
@@ -97,3 +115,14 @@ def test_interrupted_fit_resumes_as_if_never_stopped(tmp_path: Path, sig: signal
     assert expected.keys() == {"val/acc", "val/loss"}
     got = final_val(folder)
     assert got == pytest.approx(expected, abs=1e-6), (got, expected)
+
+
+def test_sigterm_under_slurm_auto_requeue_exits_0() -> None:
+    """Lightning's SLURM auto-requeue requeues the job itself and expects SIGTERM to end it with status 0."""
+
+    def trainer(*plugins) -> L.Trainer:
+        return L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False, plugins=list(plugins))
+
+    plain, requeue, no_requeue = trainer(), trainer(SLURMEnvironment()), trainer(SLURMEnvironment(auto_requeue=False))
+    assert [exit_status(signal.SIGTERM, t) for t in (plain, requeue, no_requeue)] == [143, 0, 143]
+    assert [exit_status(signal.SIGINT, t) for t in (plain, requeue, no_requeue)] == [130, 130, 130]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import pickle
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FIT, QUIET, SYNTHETIC, run_cli
+from conftest import FIT, QUIET, REPO, SYNTHETIC, run_cli
 
 from fashion_lab.synthetic import idx_bytes, make_images, write_idx_set, write_k49
 
@@ -30,6 +31,10 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def folders(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_dir()}
 
 
 # --- data faults, each written into a fresh folder's data/ -------------------------------------------------------
@@ -109,6 +114,45 @@ def good_checkpoint_k49(tmp: Path, good: Path) -> None:
     shutil.copy(good, tmp / "mnist10.ckpt")
 
 
+def good_checkpoint_copy(tmp: Path, good: Path) -> None:
+    mnist(tmp)
+    shutil.copy(good, tmp / "good.ckpt")
+
+
+def data_dir_is_a_file(tmp: Path) -> None:
+    mnist(tmp)
+    (tmp / "afile").write_text("not a folder\n")
+
+
+# --- checkpoints crafted to run code: the marker file must never appear -------------------------------------------
+
+PWNED = "pwned"  # what the crafted checkpoints' code would write; asserted absent after every case
+
+
+class RunsCode:
+    """Pickles as `exec(code)`: torch.load without weights_only would write the marker while loading."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return exec, (f"open({self.marker!r}, 'w').write('code ran')",)
+
+
+def crafted_checkpoint(tmp: Path) -> None:
+    mnist(tmp)
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "payload": RunsCode(tmp / PWNED)}, tmp / "crafted.ckpt")
+
+
+def checkpoint_naming_foreign_code(tmp: Path, good: Path) -> None:
+    """Plain data only (weights_only loads it), but its data module is a class in a module that runs on import."""
+    mnist(tmp)
+    (tmp / "evil.py").write_text(f"open({str(tmp / PWNED)!r}, 'w').write('imported')\nclass Data: ...\n")
+    checkpoint = torch.load(good, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"]["_class_path"] = "evil.Data"
+    torch.save(checkpoint, tmp / "foreign.ckpt")
+
+
 @dataclass
 class Case:
     id: str
@@ -123,6 +167,9 @@ class Case:
 K49_FIT = ["fit", *K49, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
 CKPT_FIX = "Fix: pass a .ckpt that fit wrote"
 PARSER_FIX = "tip: For details of accepted options run"  # jsonargparse's usage + error, exit 2
+LIGHTNING_REFUSED = "Lightning refused the configuration: "
+LIGHTNING_FIX = "Fix: change the option it names (`fashion-lab fit --help` lists every option)."
+CRAFTED = ("checkpoint crafted.ckpt holds a Python object (exec) that would run code when loaded; refused.", CKPT_FIX)
 CASES = [
     Case("missing_data", FIT, ("MNIST file train-images-idx3-ubyte.gz not found", "--data.download true"), setup=None),
     Case("truncated_gz", FIT, ("train-images-idx3-ubyte.gz is unreadable or truncated", "Fix:"), setup=truncated_gz),
@@ -231,6 +278,89 @@ CASES = [
         truncated_checkpoint,
         needs_good_checkpoint=True,
     ),
+    # Lightning's own checks of its options: the same one line (Trainer errors: 1; jsonargparse's type checks: 2)
+    Case(
+        "trainer_max_epochs_negative",
+        [*FIT, "--trainer.max_epochs", "-5"],
+        (LIGHTNING_REFUSED + "`max_epochs` must be a non-negative integer or -1. You passed in -5.", LIGHTNING_FIX),
+    ),
+    Case(
+        "trainer_precision_7",
+        [*FIT, "--trainer.precision", "7"],
+        ('Parser key "trainer.precision"', "'bf16-mixed'", "Given value: 7"),
+        code=2,
+    ),
+    Case(
+        "trainer_devices_0",
+        [*FIT, "--trainer.devices", "0"],
+        (LIGHTNING_REFUSED + "`Trainer(devices='0')` value is not a valid input", LIGHTNING_FIX),
+    ),
+    Case(
+        "trainer_strategy_unknown",
+        [*FIT, "--trainer.strategy", "dpp"],
+        (LIGHTNING_REFUSED + "You selected an invalid strategy name: `strategy='dpp'`", LIGHTNING_FIX),
+    ),
+    Case(
+        "trainer_limit_train_batches_1_5",
+        [*FIT, "--trainer.limit_train_batches", "1.5"],
+        (LIGHTNING_REFUSED + "You have passed invalid value 1.5 for limit_train_batches", LIGHTNING_FIX),
+    ),
+    Case(
+        "trainer_limit_train_batches_tiny",
+        [*FIT, "--trainer.limit_train_batches", "0.0001"],
+        (LIGHTNING_REFUSED + "You requested to check 0.0001 of the `train_dataloader`", LIGHTNING_FIX),
+    ),
+    # degenerate data, refused before training with the numbers
+    Case(
+        "val_split_leaves_no_training",
+        [*FIT, "--data.val_split", "0.99999"],
+        ("val_split=0.99999 leaves 0 of the training file's 100 images to train on, fewer than one batch of 32.",),
+    ),
+    Case(
+        "split_smaller_than_a_batch",
+        [*FIT, "--data.batch_size", "90"],
+        ("val_split=0.2 leaves 80 of the training file's 100 images to train on, fewer than one batch of 90.",),
+    ),
+    Case("limit_train_batches_0", [*FIT, "--trainer.limit_train_batches", "0"], ("limit_train_batches=0 leaves no",)),
+    Case(
+        "no_validation_early_stopping",
+        [*FIT, "--data.val_split", "0", "--config", str(REPO / "configs" / "early_stopping.yaml")],
+        ("val_split=0.0 leaves no validation set, but EarlyStopping monitors val/acc. Fix:",),
+    ),
+    Case(
+        "no_validation_reduce_on_plateau",
+        [*FIT, "--data.val_split", "0", "--model.lr_schedule", "reduce_on_plateau"],
+        ("val_split=0.0 leaves no validation set, but lr_schedule=reduce_on_plateau monitors val/loss. Fix:",),
+    ),
+    Case(
+        "limit_val_batches_0_early_stopping",
+        [*FIT, "--trainer.limit_val_batches", "0", "--config", str(REPO / "configs" / "early_stopping.yaml")],
+        ("limit_val_batches=0 leaves no validation set, but EarlyStopping monitors val/acc. Fix:",),
+    ),
+    Case(
+        "data_dir_is_a_file",
+        [*FIT, "--data.data_dir", "afile"],
+        ("data_dir='afile' is a file, not a folder. Fix:",),
+        data_dir_is_a_file,
+    ),
+    # crafted checkpoints: refused on every path that reads one, and their code never runs
+    Case("crafted_ckpt_fit", [*FIT, "--ckpt_path", "crafted.ckpt"], CRAFTED, crafted_checkpoint),
+    Case("crafted_ckpt_test", ["test", *QUIET, "--ckpt_path", "crafted.ckpt"], CRAFTED, crafted_checkpoint),
+    Case("crafted_ckpt_predict", ["predict", *QUIET, "--ckpt_path", "crafted.ckpt"], CRAFTED, crafted_checkpoint),
+    Case(
+        "crafted_ckpt_data_class",
+        ["test", *QUIET, "--ckpt_path", "foreign.ckpt"],
+        ("checkpoint foreign.ckpt names the data module 'evil.Data', which is not one of fashion_lab's; refused",),
+        checkpoint_naming_foreign_code,
+        needs_good_checkpoint=True,
+    ),
+    Case(
+        "weights_only_false",
+        ["test", *QUIET, "--ckpt_path", "good.ckpt", "--weights_only", "false"],
+        ("weights_only=False would let the checkpoint run code while it loads",),
+        good_checkpoint_copy,
+        needs_good_checkpoint=True,
+    ),
     Case(
         "loss_nan_lr",
         [*FIT, "--model.optimizer", "sgd", "--model.lr", "1e12"],
@@ -263,7 +393,7 @@ def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         folder = tmp_path_factory.mktemp(case.id)
         if case.setup is not None:
             case.setup(folder, good_checkpoint) if case.needs_good_checkpoint else case.setup(folder)
-        before = snapshot(folder)
+        before = snapshot(folder), folders(folder)
         return case.id, (run_cli(case.args, folder, **case.env), folder, before)
 
     with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
@@ -273,7 +403,7 @@ def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, outcomes: dict) -> None:
-    result, folder, before = outcomes[case.id]
+    result, folder, (before, dirs_before) = outcomes[case.id]
     assert result.returncode == case.code, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -290,6 +420,8 @@ def test_bad_input(case: Case, outcomes: dict) -> None:
     assert {k: v for k, v in after.items() if k in before} == before
     new = sorted(set(after) - set(before))
     assert not [p for p in new if p.endswith((".ckpt", ".part")) or "/." in f"/{p}"], new
+    assert folders(folder) == dirs_before  # no run folder (or any other) from a command that failed
+    assert not (folder / PWNED).exists()  # no input ran code
 
 
 def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
@@ -335,3 +467,16 @@ def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN or infinite at epoch 0, step 0; no checkpoint"):
         trainer.save_checkpoint(tmp_path / "nan.ckpt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_from_checkpoint_refuses_crafted(tmp_path: Path) -> None:
+    """The library path: Lightning's load_from_checkpoint refuses the crafted pickle; the payload is live."""
+    from fashion_lab import MLPClassifier
+
+    crafted_checkpoint(tmp_path)
+    for weights_only in (True, None):  # None: torch's default, weights-only since torch 2.6
+        with pytest.raises(pickle.UnpicklingError, match="Unsupported global: GLOBAL exec"):
+            MLPClassifier.load_from_checkpoint(tmp_path / "crafted.ckpt", weights_only=weights_only)
+    assert not (tmp_path / PWNED).exists()
+    torch.load(tmp_path / "crafted.ckpt", weights_only=False)  # what every path above refuses to do
+    assert (tmp_path / PWNED).read_text() == "code ran"
