@@ -113,7 +113,10 @@ def test_predict_writes_csv(workdir: Path, capsys: pytest.CaptureFixture) -> Non
 def test_predict_output_folder(workdir: Path) -> None:
     run_fit("--trainer.max_epochs", "1", "--test_after_fit", "false")
     cli_main(["predict", *QUIET, "--ckpt_path", "last", "--output", "out"])
-    assert [p.name for p in (workdir / "out").iterdir()] == ["predictions.csv"]  # config.yaml: fit's only
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        "predictions.csv",
+        "predictions.png",
+    ]  # no config.yaml
     assert len((workdir / "out" / "predictions.csv").read_text().splitlines()) == 1 + 60
     assert sorted(p.name for p in (workdir / "lightning_logs").iterdir()) == ["version_0"]
 
