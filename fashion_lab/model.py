@@ -27,7 +27,6 @@ from fashion_lab.optim import (
     ExponentialDecay,
     PiecewiseConstantDecay,
     ReduceLROnPlateau,
-    check_clipping,
 )
 
 OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
@@ -158,8 +157,7 @@ class MLPClassifier(L.LightningModule):
         choose(dict.fromkeys(get_args(ScheduleName)), hp.lr_schedule, "lr_schedule")
         check(
             [
-                ("lr", hp.lr, hp.lr is None or hp.lr > 0, "a positive number, or None for Keras' default"),
-                ("weight_decay", hp.weight_decay, hp.weight_decay is None or hp.weight_decay >= 0, "weight_decay >= 0"),
+                # momentum and nesterov here too: adam/adamw take neither, so their classes cannot check them
                 ("momentum", hp.momentum, 0.0 <= hp.momentum < 1.0, "0 <= momentum < 1"),
                 ("nesterov", hp.nesterov, not hp.nesterov or hp.momentum > 0, "nesterov=True only with momentum > 0"),
                 ("warmup_steps", hp.warmup_steps, hp.warmup_steps >= 0, "an integer >= 0"),
@@ -181,12 +179,13 @@ class MLPClassifier(L.LightningModule):
                 f"momentum={hp.momentum!r} has no effect with optimizer={hp.optimizer!r}; "
                 "allowed with: 'sgd', 'rmsprop'."
             )
-        check_clipping(hp.clipnorm, hp.clipvalue, hp.global_clipnorm, hp.gradient_accumulation_steps)
         if hp.lr_schedule == "piecewise_constant_decay" and (hp.boundaries is None or hp["values"] is None):
             raise ConfigError(
                 "lr_schedule='piecewise_constant_decay' needs boundaries and values, e.g. boundaries=[1500, 3000], "
                 "values=[1e-3, 5e-4, 1e-4]."
             )
+        # lr, weight_decay and the clipping options: checked by the optimizer class itself, now, on a stand-in weight
+        OPTIMIZERS[hp.optimizer]([torch.zeros(1, requires_grad=True)], **self._optimizer_kwargs())
 
     @staticmethod
     def _stage_metrics(num_classes: int, per_class: bool) -> MetricCollection:
@@ -368,7 +367,8 @@ class MLPClassifier(L.LightningModule):
                 "or train a new model on this data."
             )
 
-    def configure_optimizers(self) -> dict:
+    def _optimizer_kwargs(self) -> dict[str, Any]:
+        """The Keras optimizer's arguments from the hparams (Keras' defaults where they are None)."""
         hp = self.hparams
         kwargs = {"clipnorm": hp.clipnorm, "clipvalue": hp.clipvalue, "global_clipnorm": hp.global_clipnorm,
                   "gradient_accumulation_steps": hp.gradient_accumulation_steps}  # fmt: skip
@@ -380,7 +380,10 @@ class MLPClassifier(L.LightningModule):
             kwargs.update(momentum=hp.momentum, nesterov=hp.nesterov)
         elif hp.optimizer == "rmsprop":
             kwargs["momentum"] = hp.momentum
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        return kwargs
+
+    def configure_optimizers(self) -> dict:
+        optimizer = OPTIMIZERS[self.hparams.optimizer](self.parameters(), **self._optimizer_kwargs())
         scheduler = self._scheduler(optimizer)
         if scheduler is None:
             return {"optimizer": optimizer}

@@ -136,8 +136,11 @@ class Adam(KerasOptimizer):
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int | None = None,
     ) -> None:
-        check([*_common_checks(lr, epsilon), ("beta_1", beta_1, 0 <= beta_1 < 1, "0 <= beta_1 < 1")])
-        check([("beta_2", beta_2, 0 <= beta_2 < 1, "0 <= beta_2 < 1")])
+        check([
+            *_lr_epsilon_checks(lr, epsilon),
+            ("beta_1", beta_1, 0 <= beta_1 < 1, "0 <= beta_1 < 1"),
+            ("beta_2", beta_2, 0 <= beta_2 < 1, "0 <= beta_2 < 1"),
+        ])  # fmt: skip
         defaults = {"lr": lr, "betas": (beta_1, beta_2), "eps": epsilon}
         args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
         super().__init__(params, defaults, *args)
@@ -183,8 +186,11 @@ class RMSprop(KerasOptimizer):
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int | None = None,
     ) -> None:
-        check([*_common_checks(lr, epsilon), ("rho", rho, 0 <= rho < 1, "0 <= rho < 1")])
-        check([("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1")])
+        check([
+            *_lr_epsilon_checks(lr, epsilon),
+            ("rho", rho, 0 <= rho < 1, "0 <= rho < 1"),
+            ("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1"),
+        ])  # fmt: skip
         defaults = {"lr": lr, "rho": rho, "momentum": momentum, "eps": epsilon, "centered": centered}
         args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
         super().__init__(params, defaults, *args)
@@ -226,8 +232,11 @@ class SGD(KerasOptimizer):
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int | None = None,
     ) -> None:
-        check([*_common_checks(lr, 1.0), ("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1")])
-        check([("nesterov", nesterov, not nesterov or momentum > 0, "nesterov=True only with momentum > 0")])
+        check([
+            ("lr", lr, lr > 0, "a positive number"),
+            ("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1"),
+            ("nesterov", nesterov, not nesterov or momentum > 0, "nesterov=True only with momentum > 0"),
+        ])  # fmt: skip
         defaults = {"lr": lr, "momentum": momentum, "nesterov": nesterov}
         args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
         super().__init__(params, defaults, *args)
@@ -246,7 +255,7 @@ class SGD(KerasOptimizer):
             torch._foreach_add_(params, m)
 
 
-def _common_checks(lr: float, epsilon: float) -> list[tuple[str, Any, bool, str]]:
+def _lr_epsilon_checks(lr: float, epsilon: float) -> list[tuple[str, Any, bool, str]]:
     return [("lr", lr, lr > 0, "a positive number"), ("epsilon", epsilon, epsilon > 0, "a positive number")]
 
 
