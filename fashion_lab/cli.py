@@ -73,11 +73,23 @@ class FashionLabCLI(LightningCLI):
             default=None,
             help="predict only: folder for predictions.csv (default: the run folder of --ckpt_path)",
         )
+        parser.add_argument(
+            "--flush_denormal",
+            type=bool,
+            default=True,
+            help="flush denormal floats (below 1.2e-38) to zero on x86 CPUs, as TensorFlow's threads do: the same "
+            "accuracy, without the slow path that tiny weights take (a fit with L2 1e-3 ran 1.6x slower without it)",
+        )
         # Keras' steps_per_execution: 32 batch-32 optimizer steps per Lightning step, the same updates at a third of
         # the wall time (the framework's per-step cost dominates for this 0.1M-parameter MLP). 1 = plain batches.
         parser.set_defaults(
             {"data": {"class_path": "fashion_lab.FashionMNISTDataModule", "init_args": {"steps_per_execution": 32}}}
         )
+
+    def before_instantiate_classes(self) -> None:
+        # A run-level setting of the floating-point unit, so the CLI's: set before the first parallel torch op, it
+        # holds for torch's worker threads too (a thread starts with its creator's floating-point state).
+        torch.set_flush_denormal(self._get(self.config, "flush_denormal", default=True))
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str] | None) -> None:
         self.args = args  # kept: validate/test/predict parse again over the checkpoint's data settings

@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py                 # 5 rotated rounds on real Fashion-MNIST, then a K49-sized run
     python scripts/benchmark.py --repeats 3 --no-k49
+    python scripts/benchmark.py --denormal      # only: `fit` with denormals kept or flushed, plain and with L2
 
 (a) scripts/handwritten_loop.py: the same model, data, optimizer, epochs and batch size, no framework (the floor);
 (b) `python -m fashion_lab.cli fit --config configs/fashion_mnist.yaml`: everything on (metrics, TensorBoard
@@ -39,8 +40,8 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def compare(name: str, programs: dict[str, list[str]], repeats: int) -> None:
-    """Run the programs in rotation `repeats` times; the first is the reference of every ratio."""
+def compare(name: str, programs: dict[str, list[str]], repeats: int, versus: str = "hand-written loop") -> None:
+    """Run the programs in rotation `repeats` times; the first (`versus` names it) is the reference of every ratio."""
     times: dict[str, list[float]] = {label: [] for label in programs}
     rss: dict[str, list[float]] = {label: [] for label in programs}
     for i in range(repeats):
@@ -55,7 +56,7 @@ def compare(name: str, programs: dict[str, list[str]], repeats: int) -> None:
     medians = {label: statistics.median(t) for label, t in times.items()}
     reference = next(iter(medians.values()))
     print(f"\n{name} ({repeats} rounds, medians)")
-    print("| program | wall | peak RSS | vs hand-written loop |\n|---|---:|---:|---:|")
+    print(f"| program | wall | peak RSS | vs {versus} |\n|---|---:|---:|---:|")
     for label, median in medians.items():
         print(f"| {label} | {median:.2f} s | {max(rss[label]):.0f} MiB | {median / reference:.2f}× |")
     print()
@@ -84,16 +85,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--no-k49", action="store_true", help="skip the K49-sized memory and scaling runs")
+    parser.add_argument("--denormal", action="store_true", help="only: `fit` with and without --flush_denormal")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; torch from {sys.prefix}\n", flush=True)
 
     epochs = ["--epochs", str(args.epochs)]
     floor = [sys.executable, str(REPO / "scripts" / "handwritten_loop.py"), *epochs]
     fit = [sys.executable, "-m", "fashion_lab.cli", "fit", "--config", str(REPO / "configs" / "fashion_mnist.yaml")]
+    fit += ["--trainer.max_epochs", str(args.epochs)]
+    if args.denormal:
+        # L2 shrinks unused weights into denormal floats (below 1.2e-38), which x86 multiplies on a slow path
+        l2 = ["--model.kernel_regularizer", "l2", "--model.l2", "1e-3"]
+        programs = {
+            "(a) `fit --flush_denormal false`": [*fit, "--flush_denormal", "false"],
+            "(b) `fit` (flushes denormals)": fit,
+            "(c) `fit --flush_denormal false`, L2 1e-3": [*fit, *l2, "--flush_denormal", "false"],
+            "(d) `fit`, L2 1e-3 (flushes denormals)": [*fit, *l2],
+        }
+        compare("Fashion-MNIST, the seed's settings, denormals kept or flushed", programs, args.repeats, "(a)")
+        return
     example = [sys.executable, str(REPO / "scripts" / "library_example.py"), "--max-epochs", str(args.epochs)]
     programs = {
         "(a) hand-written PyTorch loop": floor,
-        "(b) `python -m fashion_lab.cli fit`": [*fit, "--trainer.max_epochs", str(args.epochs)],
+        "(b) `python -m fashion_lab.cli fit`": fit,
         "(c) README library example": example,
         "(d) README library example, `steps_per_execution=32`": [*example, "--steps-per-execution", "32"],
     }

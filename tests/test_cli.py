@@ -213,3 +213,14 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         cli_main(["--help"])
     assert "fashion_lab: the Keras Fashion-MNIST" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("option", "flushed"), [([], True), (["--flush_denormal", "false"], False)])
+def test_flush_denormal_is_the_default_and_can_be_turned_off(option: list[str], flushed: bool) -> None:
+    """Denormal floats go to zero as in TensorFlow's threads, unless --flush_denormal false keeps them."""
+    try:
+        cli_main([*option, *SYNTHETIC], run=False)  # parsed and built, nothing trained
+        denormal = torch.tensor([1e-40]).mul(1.0).item()  # below float32's smallest normal, 1.18e-38
+        assert (denormal == 0.0) is flushed, denormal
+    finally:
+        torch.set_flush_denormal(False)  # the process-wide default for the tests that follow
