@@ -12,6 +12,7 @@ Arguments this script does not know go to every fit of the studies it runs, e.g.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import statistics
@@ -63,16 +64,28 @@ def parameter_table(num_classes: int) -> list[str]:
     return rows
 
 
-def verdict(name: str, reference: str, ref: list[float], values: list[float]) -> str:
-    """One plain sentence: the difference in accuracy points, its interval, and whether it beats seed noise."""
+def verdict(name: str, reference: str, ref: list[float], values: list[float], comparisons: int = 1) -> str:
+    """One plain sentence: the difference in accuracy points, its 95% interval, and whether it beats seed noise,
+    also once all `comparisons` of its table are counted (Bonferroni: each interval at 1 − 0.05 / comparisons)."""
     if len(ref) < 2 or len(values) < 2:
         return f"{name}: needs 2 or more seeds on both sides for an interval."
     diff, low, high = (100 * x for x in study.welch(ref, values))
     interval = f"95% interval {low:+.2f} to {high:+.2f}"
+    if not (low > 0 or high < 0):
+        return f"{name} differs by {diff:+.2f} points ({interval}): the interval holds 0, so this is within seed noise."
+    side = "better" if diff > 0 else "worse"
+    found = f"{name} is {abs(diff):.2f} points {side} than {reference} ({interval})"
+    if comparisons == 1:
+        return f"{found}: larger than seed noise."
+    level = 1 - 0.05 / comparisons
+    _, low, high = (100 * x for x in study.welch(ref, values, level))
     if low > 0 or high < 0:
-        side = "better" if diff > 0 else "worse"
-        return f"{name} is {abs(diff):.2f} points {side} than {reference} ({interval}): larger than seed noise."
-    return f"{name} differs by {diff:+.2f} points ({interval}): the interval holds 0, so this is within seed noise."
+        return f"{found}: larger than seed noise, also with this table's {comparisons} comparisons counted."
+    return (
+        f"{found}: beyond seed noise on its own, but not once this table's {comparisons} comparisons are counted "
+        f"(Bonferroni {level:.1%} interval {low:+.2f} to {high:+.2f}): a hint to re-check with more seeds, not a "
+        "finding."
+    )
 
 
 def mean_curve(trials: list[FrozenTrial], key: str) -> np.ndarray:
@@ -117,12 +130,12 @@ def weights_figure(results: dict[str, list[FrozenTrial]], title: str) -> matplot
 
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    for name, trials in results.items():
-        if trials:
-            counts = np.mean([t.user_attrs["weights"]["counts"] for t in trials], axis=0)
-            low, high = trials[0].user_attrs["weights"]["range"]
-            edges = np.linspace(low, high, len(counts) + 1)
-            ax.stairs(counts, edges, label=name)
+    for k, (name, trials) in enumerate((n, ts) for n, ts in results.items() if ts):
+        counts = np.mean([t.user_attrs["weights"]["counts"] for t in trials], axis=0)
+        low, high = trials[0].user_attrs["weights"]["range"]
+        edges = np.linspace(low, high, len(counts) + 1)
+        # matplotlib's 10 colours come round again from the 11th variant: dashed, so no two lines look alike
+        ax.stairs(counts, edges, label=name, linestyle="-" if k < 10 else "--")
     ax.set(xlabel="first Dense kernel weight", ylabel="count (mean over seeds)", yscale="log", title=title)
     ax.legend(fontsize=7, ncols=2)
     return fig
@@ -144,6 +157,7 @@ def grid_section(storage: Any, name: str, data: str, out: Path, heading: str) ->
         "|---|---:|---:|---:|---:|---:|",
     ]
     sentences = []
+    comparisons = sum(1 for trials in results.values() if len(trials) > 1) - 1  # the seed's own is no comparison
     for variant, trials in results.items():
         values = [t.value for t in trials]
         if not values:
@@ -155,7 +169,7 @@ def grid_section(storage: Any, name: str, data: str, out: Path, heading: str) ->
         if variant != reference and len(values) > 1 and len(ref) > 1:
             diff, low, high = (100 * x for x in study.welch(ref, values))
             difference = f"{diff:+.2f} [{low:+.2f}, {high:+.2f}] points"
-            sentences.append(f"- {verdict(variant, reference, ref, values)}")
+            sentences.append(f"- {verdict(variant, reference, ref, values, comparisons)}")
         rows.append(
             f"| {variant} | {len(values)} | {study.mean_sd(values)} | {difference} | {near_zero:.1%} | {seconds:.1f} |"
         )
@@ -210,7 +224,7 @@ def search_section(storage: Any, data: str, out: Path) -> list[str]:
     found = load(storage, study.study_name(study.SEARCH, data))
     option = data_option(data)
     if found is None or not any(t.state == TrialState.COMPLETE for t in found[0].get_trials(deepcopy=False)):
-        return [*heading, f"Not run yet: `python -m fashion_lab.study search --workers 2{option}`.", ""]
+        return [*heading, f"Not run yet: `python -m fashion_lab.study search{option}`.", ""]
     s, spec = found
     trials = s.get_trials(deepcopy=False)
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
@@ -370,6 +384,7 @@ def main() -> None:
 def header(args: argparse.Namespace) -> list[str]:
     """What every number means, where it comes from, and question 1 (parameter counts, no training needed)."""
     shown = make_url(args.storage).render_as_string(hide_password=True)
+    storage = "" if args.storage == study.DEFAULT_STORAGE else f" --storage {shown}"
     return [
         "# The seed's questions, answered by fashion_lab",
         "",
@@ -379,9 +394,9 @@ def header(args: argparse.Namespace) -> list[str]:
         "(the seed's settings: 5 epochs, batch 32, Keras split 48,000 / 12,000, then the 10,000 test images) with "
         "one change; its TensorBoard run is in lightning_logs/<study>/trial_N/.",
         "",
-        f"Storage: `{shown}`. Regenerate: `python scripts/reproduce_seed.py --workers 2` (runs what is "
+        f"Storage: `{shown}`. Regenerate: `python scripts/reproduce_seed.py --workers 2{storage}` (runs what is "
         "missing, then writes this report). Machine: "
-        f"{platform.machine()} with {torch.get_num_threads()} CPU threads; torch {torch.__version__}, "
+        f"{platform.machine()} with {os.cpu_count()} CPU cores; torch {torch.__version__}, "
         f"Lightning {lightning.__version__}, Optuna {optuna.__version__}.",
         "",
         "## Q1: why does the last layer have 1,290 parameters?",

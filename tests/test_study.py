@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fashion_lab import MLPClassifier
 from fashion_lab.cli import make_cli
-from fashion_lab.study import TrialRecorder, main, open_storage
+from fashion_lab.study import SEARCH_MAX_TIME, SEARCH_START, TrialRecorder, main, open_storage
 
 # The loss grid at 2 seeds: 3 variants × 2 = 6 trials; --heartbeat 1: a dead worker's trial is stale after 3 s
 LOSS = ["loss", "--seeds", "2", "--threads", "1", "--heartbeat", "1"]
@@ -182,11 +182,12 @@ def read_states(database: Path) -> list[tuple[int, str]]:
 def test_search_keeps_the_dense_stack_and_writes_its_winner(reference: Path, fashion_dir: Path) -> None:
     found = trials(reference, "search-fashionmnist")
     assert len(found) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in found)
+    assert found[0].params == SEARCH_START  # TPE starts from configs/best_mlp.yaml's network
     for t in found:  # only sizes and training change: Flatten → Dense… → Dense(C) whatever the trial
         overrides = t.user_attrs["overrides"]
         assert {k.split(".")[0] for k in overrides} <= {"model", "data", "trainer"}
         assert 1 <= len(overrides["model.hidden"]) <= 3 and all(isinstance(u, int) for u in overrides["model.hidden"])
-        assert overrides["trainer.max_time"] == "00:00:01:50"
+        assert overrides["trainer.max_time"] == SEARCH_MAX_TIME
     best = max((t for t in found if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     assert best.value == max(v for v in best.user_attrs["curves"]["val/acc"])  # selected on validation
 
