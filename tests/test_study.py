@@ -8,6 +8,7 @@ Tiny synthetic data and 1 epoch: a trial is deterministic per seed, so runs comp
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import shutil
@@ -304,3 +305,18 @@ def test_a_bad_fit_argument_is_one_line_and_leaves_no_study(tmp_path: Path, caps
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: variant 'dropout 0.2 (seed)': ") and "nadam" in line, line
     assert optuna.get_all_study_names(open_storage(url)) == []
+
+
+def test_verdict_counts_the_tables_comparisons() -> None:
+    """Beyond noise at 95% alone is only a hint when the Bonferroni interval over the table's comparisons holds 0."""
+    spec = importlib.util.spec_from_file_location("reproduce_seed", REPO / "scripts" / "reproduce_seed.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ref, better, far = [0.86, 0.87, 0.865], [0.88, 0.89, 0.885], [0.95, 0.951, 0.952]
+    assert script.verdict("b", "a", ref, better) == (
+        "b is 2.00 points better than a (95% interval +0.87 to +3.13): larger than seed noise."
+    )
+    hint = script.verdict("b", "a", ref, better, comparisons=10)
+    assert "not once this table's 10 comparisons are counted (Bonferroni 99.5% interval -0.29 to +4.29)" in hint
+    assert script.verdict("c", "a", ref, far, comparisons=10).endswith("also with this table's 10 comparisons counted.")
+    assert script.verdict("d", "a", ref, [0.861, 0.871, 0.866], comparisons=10).endswith("within seed noise.")
