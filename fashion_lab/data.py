@@ -125,6 +125,7 @@ class ImageDataModule(L.LightningDataModule):
     # (file name as published, md5 of that file): train images, train labels, test images, test labels
     resources: ClassVar[tuple[tuple[str, str], ...]]
     local_copies: ClassVar[tuple[str, ...]] = ()  # other places a copy is often installed, searched after data_dir
+    offline: ClassVar[str] = ""  # how to get the files without the mirrors, for the download error's fix
 
     def __init__(
         self,
@@ -178,7 +179,7 @@ class ImageDataModule(L.LightningDataModule):
                 if not self.download:
                     raise self._missing(file_name)
                 dest = self.data_dir / self.name / "raw" / file_name
-                download([m + file_name for m in self.mirrors], dest, md5)
+                download([m + file_name for m in self.mirrors], dest, md5, self.offline)
 
     def setup(self, stage: str) -> None:
         """Load the split(s) `stage` needs into uint8 tensors, once."""
@@ -302,6 +303,10 @@ class FashionMNISTDataModule(ImageDataModule):
     resources = tuple(datasets.FashionMNIST.resources)
     # Debian's `dataset-fashion-mnist` package, and Keras' download cache
     local_copies = ("/usr/share/datasets/fashion-mnist", "~/.keras/datasets/fashion-mnist")
+    offline = (
+        "; without internet, install Debian's copy (apt-get install dataset-fashion-mnist, or"
+        " bash scripts/system-packages.sh), which is found in /usr/share/datasets/fashion-mnist/"
+    )
 
 
 class MNISTDataModule(ImageDataModule):
@@ -331,6 +336,7 @@ class K49DataModule(ImageDataModule):
         "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわゐゑをんゝ"
     )
     mirrors = ("http://codh.rois.ac.jp/kmnist/dataset/k49/",)
+    offline = "; or fetch the four npz files on a machine with internet (http://codh.rois.ac.jp/kmnist/)"
     # Upstream publishes no checksums; these are a mirror's md5s of the current (post-2019-02-05) files.
     resources = (
         ("k49-train-imgs.npz", "7ac088b20481cf51dcd01ceaab89d821"),

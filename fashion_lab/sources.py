@@ -62,8 +62,10 @@ def atomic_write(dest: Path) -> Iterator[Path]:
 TIMEOUT_S, RETRIES, BACKOFF_S = 30.0, 3, 1.0
 
 
-def download(urls: Sequence[str], dest: Path, md5: str) -> Path:
+def download(urls: Sequence[str], dest: Path, md5: str, offline: str = "") -> Path:
     """Download to `dest` through a temporary file that is renamed only once its md5 matches.
+
+    `offline` names a way to get the file without this download (a package), for the error's fix.
 
     Written by hand because torchvision's `download_url` streams straight into the final name with no timeout:
     a stalled server hangs it and an interrupted download is left behind looking like a real file.
@@ -86,7 +88,7 @@ def download(urls: Sequence[str], dest: Path, md5: str) -> Path:
                 errors[url] = f"{url}: {e}"
     raise DataError(
         f"Could not download {dest.name} after {RETRIES} tries per mirror ({'; '.join(errors.values())}). "
-        f"Fix: check your connection and retry, or place the file yourself in {dest.parent}/."
+        f"Fix: check your connection and retry{offline}, or place the file yourself in {dest.parent}/."
     )
 
 

@@ -95,3 +95,16 @@ def make_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
         "max_epochs": 1,
     }
     return L.Trainer(**{**defaults, **kwargs})
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Where tests were skipped for a missing system package (their reasons say `apt-get install ...`), say the fix
+    once, just above pytest's `-ra` list of which tests and why."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "apt-get install" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped for a missing system package (listed below). "
+            "Fix: bash scripts/system-packages.sh --tests, then run pytest again.",
+            yellow=True,
+            bold=True,
+        )

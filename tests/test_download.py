@@ -10,7 +10,7 @@ import pytest
 import torch
 from loopback import serve
 
-from fashion_lab import DataError, K49DataModule, MNISTDataModule, sources
+from fashion_lab import DataError, FashionMNISTDataModule, K49DataModule, MNISTDataModule, sources
 from fashion_lab.synthetic import IDX_FILES, write_idx_set, write_k49
 
 
@@ -129,3 +129,18 @@ def test_downloaded_and_written_files_get_the_usual_mode(tmp_path: Path, k49_ser
     with sources.atomic_write(tmp_path / "out.csv") as tmp:
         tmp.write_text("a,b\n")
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == expected
+
+
+def test_fashion_download_error_names_the_offline_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without internet and without Debian's copy: the fix names the package and the folder for the files."""
+    with serve() as server:  # serves nothing: every file is a 404, as from a mirror that cannot be reached
+        monkeypatch.setattr(FashionMNISTDataModule, "mirrors", (server.url,))
+        monkeypatch.setattr(FashionMNISTDataModule, "local_copies", ())
+        with pytest.raises(DataError) as error:
+            FashionMNISTDataModule(data_dir=tmp_path / "data").prepare_data()
+    message = str(error.value)
+    assert message.startswith("Could not download train-images-idx3-ubyte.gz after 3 tries per mirror (")
+    assert "HTTP Error 404" in message
+    assert "without internet, install Debian's copy (apt-get install dataset-fashion-mnist" in message
+    assert "found in /usr/share/datasets/fashion-mnist/" in message
+    assert message.endswith(f"or place the file yourself in {tmp_path / 'data' / 'FashionMNIST' / 'raw'}/.")
