@@ -1,35 +1,44 @@
-"""fashion_lab: the Keras Fashion-MNIST / Kuzushiji-49 MLP study, done properly in PyTorch Lightning."""
+"""fashion_lab: the Keras Fashion-MNIST / Kuzushiji-49 MLP study, done properly in PyTorch Lightning.
 
-from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
-from fashion_lab.data import (
-    FashionMNISTDataModule,
-    ImageDataModule,
-    ImageFilesDataModule,
-    K49DataModule,
-    KMNISTDataModule,
-    MNISTDataModule,
-)
-from fashion_lab.errors import ConfigError, NonFiniteLossError
-from fashion_lab.layers import DenseStack
-from fashion_lab.model import MLPClassifier
-from fashion_lab.runs import AtomicCheckpointIO, RunLogger
-from fashion_lab.sources import DataError
+Every name below is imported on first use (PEP 562), so `import fashion_lab.keras` (pure torch) never imports
+Lightning. The layers are described in ARCHITECTURE.md.
+"""
 
-__all__ = [
-    "AtomicCheckpointIO",
-    "ConfigError",
-    "DataError",
-    "DenseStack",
-    "FashionMNISTDataModule",
-    "FiniteGuard",
-    "ImageDataModule",
-    "ImageFilesDataModule",
-    "K49DataModule",
-    "KMNISTDataModule",
-    "MLPClassifier",
-    "MNISTDataModule",
-    "NonFiniteLossError",
-    "RNGState",
-    "RunLogger",
-    "TensorBoardFigures",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> the module that defines it
+_HOMES = {
+    "AtomicCheckpointIO": "fashion_lab.runs",
+    "ConfigError": "fashion_lab.errors",
+    "DataError": "fashion_lab.sources",
+    "DenseStack": "fashion_lab.keras.layers",
+    "FashionMNISTDataModule": "fashion_lab.data",
+    "FiniteGuard": "fashion_lab.callbacks",
+    "ImageDataModule": "fashion_lab.data",
+    "ImageFilesDataModule": "fashion_lab.data",
+    "K49DataModule": "fashion_lab.data",
+    "KMNISTDataModule": "fashion_lab.data",
+    "MLPClassifier": "fashion_lab.model",
+    "MNISTDataModule": "fashion_lab.data",
+    "NonFiniteLossError": "fashion_lab.errors",
+    "RNGState": "fashion_lab.callbacks",
+    "RunLogger": "fashion_lab.runs",
+    "TensorBoardFigures": "fashion_lab.callbacks",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: `fashion_lab.MLPClassifier` imports fashion_lab.model on first use, and caches the class here."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'fashion_lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from fashion_lab.errors import ConfigError, NonFiniteLossError
+from fashion_lab.errors import NonFiniteLossError, check, positive_integer
 from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, most_confused, prediction_sheet_figure
 
 
@@ -34,12 +34,13 @@ class TensorBoardFigures(L.Callback):
     """
 
     def __init__(self, max_images: int = 32, top_confused: int = 5, sheet_images: int = 15) -> None:
-        if not isinstance(max_images, int) or max_images <= 0:
-            raise ConfigError(f"max_images={max_images!r} is out of range; allowed: a positive integer.")
-        if not isinstance(top_confused, int) or top_confused <= 0:
-            raise ConfigError(f"top_confused={top_confused!r} is out of range; allowed: a positive integer.")
-        if not isinstance(sheet_images, int) or sheet_images < 0:
-            raise ConfigError(f"sheet_images={sheet_images!r} is out of range; allowed: an integer >= 0.")
+        check(
+            [
+                positive_integer("max_images", max_images),
+                positive_integer("top_confused", top_confused),
+                ("sheet_images", sheet_images, isinstance(sheet_images, int) and sheet_images >= 0, "an integer >= 0"),
+            ]
+        )
         self.max_images, self.top_confused, self.sheet_images = max_images, top_confused, sheet_images
         self.writer = self.confmat = None
         self.active = False  # a TensorBoard logger exists: every rank counts, only rank 0 writes

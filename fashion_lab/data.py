@@ -10,8 +10,8 @@ x, y = next(iter(dm.train_dataloader()))     # float32 (32, 1, 28, 28) in [0, 1]
 from __future__ import annotations
 
 import glob
+import math
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -19,85 +19,13 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 from torchvision import datasets
 
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.datasets import EpochShuffler, InMemoryImages, MiniBatches, keep_batch, mean_std
+from fashion_lab.errors import ConfigError, check, choose, positive_integer
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, describe, prepare, read_grey
 from fashion_lab.sources import DataError, candidates, download, find, read_idx, read_npz
-
-
-class InMemoryImages(Dataset):
-    """uint8 images (N, 28, 28) and int64 labels (N,) that are indexed a whole batch at a time.
-
-    `__getitems__` lets the standard DataLoader fetch a batch with one tensor index instead of N item calls;
-    the float conversion happens per batch, so the set itself stays uint8 (1 byte per pixel). Without labels
-    (pictures to predict) a batch is the images alone.
-    """
-
-    def __init__(self, images: Tensor, labels: Tensor | None, mean: float = 0.0, std: float = 1.0) -> None:
-        self.images, self.labels, self.mean, self.std = images, labels, mean, std
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor] | Tensor:
-        batch = self.__getitems__([index])
-        return batch[0] if self.labels is None else (batch[0][0], batch[1][0])
-
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor] | Tensor:
-        idx = torch.as_tensor(indices)
-        # index_select is ~5x cheaper than images[idx] for a 32-row batch (no advanced-indexing machinery)
-        x = self.images.index_select(0, idx).unsqueeze(1).float().div_(255.0)  # (B, 1, 28, 28), the seed's x / 255
-        if self.mean or self.std != 1.0:
-            x = x.sub_(self.mean).div_(self.std)
-        return x if self.labels is None else (x, self.labels.index_select(0, idx))
-
-
-def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """`collate_fn` for `__getitems__` datasets: the batch is already stacked (module-level: workers pickle it)."""
-    return batch
-
-
-class MiniBatches:
-    """`collate_fn` cutting one fetched batch into `batch_size` mini-batches: Keras' `steps_per_execution`."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-
-    def __call__(self, batch: tuple[Tensor, Tensor]) -> list[tuple[Tensor, Tensor]]:
-        x, y = batch
-        return list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
-
-
-class EpochShuffler(Sampler[int]):
-    """A permutation drawn from `seed + epoch`, so every epoch's order is reproducible, also after a resume.
-
-    torch's RandomSampler draws epoch after epoch from one generator, so a run resumed at epoch 3 would shuffle
-    differently from one that never stopped. Lightning calls `set_epoch` here as it does on a DistributedSampler.
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-
-def mean_std(images: Tensor) -> tuple[float, float]:
-    """Exact pixel mean and std in [0, 1] units from a 256-bin histogram: no float copy of the set."""
-    counts = torch.bincount(images.flatten(), minlength=256).double()
-    values = torch.arange(256, dtype=torch.float64) / 255.0
-    mean = (counts * values).sum() / counts.sum()
-    var = (counts * (values - mean) ** 2).sum() / counts.sum()
-    return mean.item(), var.sqrt().item()
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -141,18 +69,16 @@ class ImageDataModule(L.LightningDataModule):
         eval_batch_size: int = 1024,
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if not 0.0 <= val_split < 1.0:
-            raise ConfigError(f"val_split must be in [0, 1) (a fraction; 0 = no validation set), got {val_split!r}.")
-        if split not in ("keras", "random"):
-            raise ConfigError(f"split must be one of 'keras', 'random', got {split!r}.")
-        if num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {num_workers!r}.")
-        if not isinstance(steps_per_execution, int) or steps_per_execution <= 0:
-            raise ConfigError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
-        if not isinstance(eval_batch_size, int) or eval_batch_size <= 0:
-            raise ConfigError(f"eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
+        choose(dict.fromkeys(("keras", "random")), split, "split")
+        check(
+            [
+                positive_integer("batch_size", batch_size),
+                ("val_split", val_split, 0.0 <= val_split < 1.0, "0 <= val_split < 1 (a fraction; 0 = no validation)"),
+                ("num_workers", num_workers, isinstance(num_workers, int) and num_workers >= 0, "an integer >= 0"),
+                positive_integer("steps_per_execution", steps_per_execution),
+                positive_integer("eval_batch_size", eval_batch_size),
+            ]
+        )
         self.save_hyperparameters(ignore=["data_dir"])
         self.hparams["data_dir"] = str(data_dir)  # a Path would make checkpoints unloadable with weights_only=True
         self.data_dir = Path(data_dir).expanduser()
@@ -165,6 +91,12 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch of the training split (after `setup("fit")`): its `batch_size` mini-batches,
+        whatever `steps_per_execution` groups them into."""
+        return math.ceil(len(self.train_set) / self.batch_size)
 
     @property
     def search_dirs(self) -> list[Path]:

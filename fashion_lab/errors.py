@@ -1,9 +1,14 @@
-"""The package's user-facing errors: each names the problem and the fix, and the CLI prints it as one line."""
+"""The package's user-facing errors, and its one way to check arguments: `check()` for ranges, `choose()` for names.
+
+Each message names the argument, the bad value and what is allowed, and the CLI prints it as one line.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -24,3 +29,25 @@ def check(checks: Iterable[tuple[str, Any, bool, str]]) -> None:
     for argument, value, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{argument}={value!r} is out of range; allowed: {allowed}.")
+
+
+def choose(table: Mapping[str, T], value: str, argument: str) -> T:
+    """`table[value]`, or a ConfigError naming the argument, the bad value and the allowed words.
+
+    >>> choose({"keras": 0, "random": 1}, "stratified", "split")
+    Traceback (most recent call last):
+    fashion_lab.errors.ConfigError: split='stratified' is not supported; choose one of keras, random.
+    """
+    if value not in table:
+        raise ConfigError(f"{argument}={value!r} is not supported; choose one of {', '.join(table)}.")
+    return table[value]
+
+
+def positive_integer(argument: str, value: Any) -> tuple[str, Any, bool, str]:
+    """The `check()` entry for an argument that must be an integer > 0."""
+    return argument, value, isinstance(value, int) and value > 0, "a positive integer"
+
+
+def positive_or_none(argument: str, value: float | None) -> tuple[str, Any, bool, str]:
+    """The `check()` entry for an option that is a positive number, or None for off."""
+    return argument, value, value is None or value > 0, "a positive number, or None (off)"

@@ -8,64 +8,47 @@ trainer.fit(MLPClassifier(lr_schedule="cosine_decay"), FashionMNISTDataModule())
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal, get_args
+import inspect
+from collections.abc import Callable
+from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lab.errors import ConfigError, check
-from fashion_lab.layers import Activation, Constraint, DenseStack, Initializer, Regularizer, choose
-from fashion_lab.losses import Loss, LossName
-from fashion_lab.optim import (
-    OPTIMIZERS,
-    CosineDecay,
-    ExponentialDecay,
-    PiecewiseConstantDecay,
-    ReduceLROnPlateau,
-)
+from fashion_lab.fast_path import Batch, StepsPerExecution
+from fashion_lab.keras.layers import DenseStack
+from fashion_lab.keras.losses import Loss, LossName
+from fashion_lab.keras.optim import OptimizerName, ScheduleName, check_schedule, make_optimizer, make_schedule
+from fashion_lab.keras.schedules import ReduceLROnPlateau
 
-OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
-ScheduleName = Literal[
-    "constant", "cosine_decay", "exponential_decay", "piecewise_constant_decay", "one_cycle", "reduce_on_plateau"
-]
-Batch = tuple[Tensor, Tensor]
-PLATEAU_MONITOR = "val/loss"  # Keras' ReduceLROnPlateau default monitor, val_loss
+# DenseStack's options, which the model takes by name (num_classes is the model's own; the input is 28×28 pixels)
+NETWORK_OPTIONS = {
+    name: p
+    for name, p in inspect.signature(DenseStack).parameters.items()
+    if name not in ("num_classes", "in_features")
+}
 
 
-class MLPClassifier(L.LightningModule):
+class MLPClassifier(StepsPerExecution):
     """Keras' `Sequential([Flatten, Dense(128, relu), Dropout(0.2), Dense(C, softmax)])`, compiled with a Keras loss,
     optimizer and learning-rate schedule; `forward` returns logits.
 
     A standard automatic-optimization LightningModule for `(x, y)` batches. When the data module hands over lists
-    of K mini-batches (Keras' `steps_per_execution=K`, the CLI's default), it takes the K optimizer steps itself:
-    the same updates, with the framework's per-step cost paid once per list.
+    of K mini-batches (Keras' `steps_per_execution=K`, the CLI's default), it takes the K optimizer steps itself
+    (`fashion_lab.fast_path`): the same updates, with the framework's per-step cost paid once per list.
+    The network's options (hidden, activation, dropout, ...) are `DenseStack`'s, documented there and passed on.
 
     Args:
         num_classes: classes C of the output layer (the CLI links it from the data).
         class_names: names for figures and per-class metrics; default: the datamodule's `classes`, else "0".."C-1".
-        hidden: units of each hidden Dense layer; each is followed by `activation` and Dropout(`dropout`).
-        activation: the hidden layers' activation, by Keras name.
-        dropout: rate of the Dropout after each hidden layer (the seed: 0.2).
-        use_bias: whether the Dense layers have biases (Keras' use_bias).
-        kernel_initializer: Keras initializer of every kernel (Keras' default glorot_uniform).
-        bias_initializer: Keras initializer of every bias (Keras' default zeros).
-        kernel_regularizer: "l1", "l2" or "l1_l2": Keras' penalty λ1·Σ|w| + λ2·Σw² on every kernel, added to the loss.
-        bias_regularizer: the same penalty on every bias.
-        activity_regularizer: the same penalty on each hidden layer's output, divided by the batch size.
-        l1: the regularizers' L1 factor λ1 (Keras' string default 0.01).
-        l2: the regularizers' L2 factor λ2 (Keras' string default 0.01; note Keras' L2 has no ½).
-        kernel_constraint: Keras constraint applied to every kernel after each update (max_norm, non_neg, ...).
-        bias_constraint: the same for every bias.
-        loss: the Keras loss, by name (see `fashion_lab.losses`); the seed's is sparse cross-entropy.
+        loss: the Keras loss, by name (see `fashion_lab.keras.losses`); the seed's is sparse cross-entropy.
         label_smoothing: Keras' label smoothing of the one-hot target, t = (1 - s)·onehot + s / C.
         focal_gamma: the focal loss' focusing exponent γ.
         one_hot_targets: False reproduces the seed's mse/mae pitfall (integer labels against probabilities).
-        optimizer: adam, adamw, sgd or rmsprop, with Keras' update rules and defaults (`fashion_lab.optim`).
+        optimizer: adam, adamw, sgd or rmsprop, with Keras' update rules and defaults (`fashion_lab.keras.optim`).
         lr: learning rate (the schedules' starting value); None = Keras' default (1e-3, sgd 1e-2).
         weight_decay: Keras' decoupled weight decay, w -= w·wd·lr each update, in any optimizer; None = Keras'
             default (adamw 0.004, others none). Unlike `kernel_regularizer="l2"` it is not part of the loss.
@@ -95,19 +78,6 @@ class MLPClassifier(L.LightningModule):
         self,
         num_classes: int = 10,
         class_names: list[str] | None = None,
-        hidden: tuple[int, ...] = (128,),
-        activation: Activation = "relu",
-        dropout: float = 0.2,
-        use_bias: bool = True,
-        kernel_initializer: Initializer = "glorot_uniform",
-        bias_initializer: Initializer = "zeros",
-        kernel_regularizer: Regularizer | None = None,
-        bias_regularizer: Regularizer | None = None,
-        activity_regularizer: Regularizer | None = None,
-        l1: float = 0.01,
-        l2: float = 0.01,
-        kernel_constraint: Constraint | None = None,
-        bias_constraint: Constraint | None = None,
         loss: LossName = "cross_entropy",
         label_smoothing: float = 0.0,
         focal_gamma: float = 2.0,
@@ -133,15 +103,21 @@ class MLPClassifier(L.LightningModule):
         plateau_factor: float = 0.1,
         plateau_patience: int = 10,
         min_lr: float = 0.0,
+        **network: Any,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net = DenseStack(
-            num_classes, hidden, activation, dropout, use_bias, kernel_initializer, bias_initializer,
-            kernel_regularizer, bias_regularizer, activity_regularizer, l1, l2, kernel_constraint, bias_constraint,
-        )  # fmt: skip
+        if unknown := sorted(set(network) - set(NETWORK_OPTIONS)):
+            raise TypeError(f"MLPClassifier() got unexpected keyword arguments {unknown}")
+        for name, p in NETWORK_OPTIONS.items():  # in place (jsonargparse reads `network`'s one use below)
+            network.setdefault(name, p.default)  # so that the hparams, and checkpoints, hold every option
+        self.save_hyperparameters()  # flat: the network's options beside the model's, as the CLI and YAML name them
+        # by keyword: LightningCLI reads the network's options (types, defaults, help) from this call
+        self.net = DenseStack(num_classes, in_features=28 * 28, **network)
         self.loss_fn = Loss(loss, label_smoothing, focal_gamma, one_hot_targets)
-        self._check_optimization(class_names)
+        check([("class_names", class_names, class_names is None or len(class_names) == num_classes,
+                f"one name per class ({num_classes})")])  # fmt: skip
+        check_schedule(**self._options_of(check_schedule))
+        make_optimizer([torch.zeros(1, requires_grad=True)], **self._options_of(make_optimizer))  # checks them now
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         # Training statistics are sums kept on the device, logged once per epoch: a `self.log` per step costs ~0.6 ms
         # in Lightning and a torchmetrics update ~0.1 ms, more than this network's whole step. Written by hand only
@@ -151,41 +127,9 @@ class MLPClassifier(L.LightningModule):
         self.val_metrics = self._stage_metrics(num_classes, per_class=False)
         self.test_metrics = self._stage_metrics(num_classes, per_class=True)
 
-    def _check_optimization(self, class_names: list[str] | None) -> None:
-        hp = self.hparams
-        choose(OPTIMIZERS, hp.optimizer, "optimizer")
-        choose(dict.fromkeys(get_args(ScheduleName)), hp.lr_schedule, "lr_schedule")
-        check(
-            [
-                # momentum and nesterov here too: adam/adamw take neither, so their classes cannot check them
-                ("momentum", hp.momentum, 0.0 <= hp.momentum < 1.0, "0 <= momentum < 1"),
-                ("nesterov", hp.nesterov, not hp.nesterov or hp.momentum > 0, "nesterov=True only with momentum > 0"),
-                ("warmup_steps", hp.warmup_steps, hp.warmup_steps >= 0, "an integer >= 0"),
-                ("decay_steps", hp.decay_steps, hp.decay_steps is None or hp.decay_steps > 0,
-                 "a positive integer, or None for the whole run"),
-                ("decay_rate", hp.decay_rate, hp.decay_rate > 0, "a positive number"),
-                ("alpha", hp.alpha, 0 <= hp.alpha <= 1, "0 <= alpha <= 1"),
-                ("warmup_target", hp.warmup_target, hp.warmup_target is None or hp.warmup_target > 0,
-                 "a positive number, or None (no warm-up)"),
-                ("plateau_factor", hp.plateau_factor, 0 < hp.plateau_factor < 1, "0 < plateau_factor < 1"),
-                ("plateau_patience", hp.plateau_patience, hp.plateau_patience >= 0, "an integer >= 0"),
-                ("min_lr", hp.min_lr, hp.min_lr >= 0, "min_lr >= 0"),
-                ("class_names", class_names, class_names is None or len(class_names) == hp.num_classes,
-                 f"one name per class ({hp.num_classes})"),
-            ]
-        )  # fmt: skip
-        if hp.momentum and hp.optimizer in ("adam", "adamw"):  # Adam's momentum is its betas: never ignore an option
-            raise ConfigError(
-                f"momentum={hp.momentum!r} has no effect with optimizer={hp.optimizer!r}; "
-                "allowed with: 'sgd', 'rmsprop'."
-            )
-        if hp.lr_schedule == "piecewise_constant_decay" and (hp.boundaries is None or hp["values"] is None):
-            raise ConfigError(
-                "lr_schedule='piecewise_constant_decay' needs boundaries and values, e.g. boundaries=[1500, 3000], "
-                "values=[1e-3, 5e-4, 1e-4]."
-            )
-        # lr, weight_decay and the clipping options: checked by the optimizer class itself, now, on a stand-in weight
-        OPTIMIZERS[hp.optimizer]([torch.zeros(1, requires_grad=True)], **self._optimizer_kwargs())
+    def _options_of(self, function: Callable) -> dict[str, Any]:
+        """The hparams that `function` takes, by keyword."""
+        return {name: self.hparams[name] for name in inspect.signature(function).parameters if name in self.hparams}
 
     @staticmethod
     def _stage_metrics(num_classes: int, per_class: bool) -> MetricCollection:
@@ -208,35 +152,6 @@ class MLPClassifier(L.LightningModule):
             return list(names)
         return [str(i) for i in range(self.hparams.num_classes)]
 
-    @property
-    def steps_per_execution(self) -> int:
-        """Keras' steps_per_execution of the attached data module (lists of mini-batches), else 1."""
-        return getattr(getattr(self._trainer, "datamodule", None), "steps_per_execution", 1)
-
-    @property
-    def automatic_optimization(self) -> bool:
-        """Lightning's automatic optimization, except for steps_per_execution lists, whose steps the model takes."""
-        fast = self.steps_per_execution > 1
-        if fast and self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING:
-            self._refuse_loop_options()
-        return not fast
-
-    def _refuse_loop_options(self) -> None:
-        """Name the Keras option that does what a Trainer option cannot do inside a steps_per_execution list."""
-        trainer, k = self._trainer, self.steps_per_execution
-        if trainer.gradient_clip_val:
-            keras = "clipvalue" if trainer.gradient_clip_algorithm == "value" else "global_clipnorm"
-            option, fix = f"gradient_clip_val={trainer.gradient_clip_val}", f"{keras}={trainer.gradient_clip_val}"
-        elif trainer.accumulate_grad_batches > 1:
-            option = f"accumulate_grad_batches={trainer.accumulate_grad_batches}"
-            fix = f"gradient_accumulation_steps={trainer.accumulate_grad_batches}"
-        else:
-            return
-        raise ConfigError(
-            f"Trainer({option}) cannot act inside the data's steps_per_execution={k} lists. Fix: use the model's "
-            f"Keras option MLPClassifier({fix}) (--model.{fix.replace('=', ' ')}), or steps_per_execution=1."
-        )
-
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, 28, 28) or (B, 28, 28) images → (B, C) logits."""
         return self.net(x)
@@ -247,32 +162,8 @@ class MLPClassifier(L.LightningModule):
         loss, penalty = self.loss_fn(logits, y), self.net.penalty()
         return logits, loss if penalty is None else loss + penalty, penalty
 
-    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
-        """The loss of an `(x, y)` batch; a list of K mini-batches (steps_per_execution) takes K optimizer steps."""
-        if self.automatic_optimization:
-            if isinstance(batch[0], (list, tuple)):
-                raise ConfigError(
-                    "the training batch is a list of mini-batches, but no data module with steps_per_execution is "
-                    "attached. Fix: pass the data module to fit(..., datamodule=dm), or use steps_per_execution=1."
-                )
-            return self._train_loss(*batch)
-        opt, schedulers = self.optimizers(), self._step_schedulers()
-        # Lightning checks max_steps only between lists; fast_dev_run (max_steps=1) still runs one whole list
-        losses, max_steps = [], -1 if self.trainer.fast_dev_run else self.trainer.max_steps
-        for x, y in batch:  # kept as lean as a hand-written loop: no host sync, no logging in here
-            if 0 <= max_steps <= self.trainer.global_step:
-                break
-            loss = self._train_loss(x, y)
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            opt.step()
-            self.net.apply_constraints()
-            for scheduler in schedulers:
-                scheduler.step()
-            losses.append(loss.detach())
-        return torch.stack(losses).mean()  # for callbacks (e.g. the NaN guard)
-
-    def _train_loss(self, x: Tensor, y: Tensor) -> Tensor:
+    def train_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """The loss of one training mini-batch, counted into the epoch's sums (no host sync)."""
         logits, loss, penalty = self._losses(x, y)
         with torch.no_grad():
             n = len(y)
@@ -285,9 +176,8 @@ class MLPClassifier(L.LightningModule):
             self.train_sums = stats if self.train_sums is None else self.train_sums.add_(stats)
         return loss
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        self.net.apply_constraints()  # automatic optimization: Keras constrains right after each update
+    def after_update(self) -> None:
+        self.net.apply_constraints()  # Keras applies constraints right after each optimizer update
 
     def on_train_epoch_end(self) -> None:
         if self.train_sums is not None:
@@ -298,24 +188,7 @@ class MLPClassifier(L.LightningModule):
             if self.net.weight_regularizers or self.net.activity_regularizer:
                 self.log("train/reg_loss", reg_loss / n)
             self.train_sums = None
-        if not self.automatic_optimization:  # Lightning steps epoch schedulers only in automatic optimization
-            for config in self.trainer.lr_scheduler_configs:
-                if config.interval == "epoch" and isinstance(config.scheduler, ReduceLROnPlateau):
-                    config.scheduler.step(self._monitored(PLATEAU_MONITOR))
-                elif config.interval == "epoch":
-                    config.scheduler.step()
-
-    def _monitored(self, name: str) -> Tensor:
-        value = self.trainer.callback_metrics.get(name)
-        if value is None:
-            raise ConfigError(
-                f"lr_schedule='reduce_on_plateau' monitors {name}, which this run does not log (no validation set?). "
-                "Fix: keep a validation split (--data.val_split 0.2), or choose another lr_schedule."
-            )
-        return value
-
-    def _step_schedulers(self) -> list:
-        return [c.scheduler for c in self.trainer.lr_scheduler_configs if c.interval == "step"]
+        self.step_epoch_schedulers()
 
     def _shared_step(self, batch: Batch, stage: str) -> Tensor:
         x, y = batch
@@ -367,61 +240,26 @@ class MLPClassifier(L.LightningModule):
                 "or train a new model on this data."
             )
 
-    def _optimizer_kwargs(self) -> dict[str, Any]:
-        """The Keras optimizer's arguments from the hparams (Keras' defaults where they are None)."""
-        hp = self.hparams
-        kwargs = {"clipnorm": hp.clipnorm, "clipvalue": hp.clipvalue, "global_clipnorm": hp.global_clipnorm,
-                  "gradient_accumulation_steps": hp.gradient_accumulation_steps}  # fmt: skip
-        if hp.lr is not None or hp.lr_schedule == "piecewise_constant_decay":
-            kwargs["lr"] = hp["values"][0] if hp.lr_schedule == "piecewise_constant_decay" else hp.lr
-        if hp.weight_decay is not None:
-            kwargs["weight_decay"] = hp.weight_decay
-        if hp.optimizer == "sgd":
-            kwargs.update(momentum=hp.momentum, nesterov=hp.nesterov)
-        elif hp.optimizer == "rmsprop":
-            kwargs["momentum"] = hp.momentum
-        return kwargs
-
     def configure_optimizers(self) -> dict:
-        optimizer = OPTIMIZERS[self.hparams.optimizer](self.parameters(), **self._optimizer_kwargs())
-        scheduler = self._scheduler(optimizer)
+        optimizer = make_optimizer(self.parameters(), **self._options_of(make_optimizer))
+        options = self._options_of(check_schedule)
+        scheduler = make_schedule(optimizer, self.total_optimizer_steps, **options)
         if scheduler is None:
             return {"optimizer": optimizer}
-        if isinstance(scheduler, ReduceLROnPlateau):  # the fast path steps it itself (Lightning drops `monitor` there)
-            monitor = {"monitor": PLATEAU_MONITOR} if self.automatic_optimization else {}
-            config = {"scheduler": scheduler, "interval": "epoch", **monitor}
-        else:
-            config = {"scheduler": scheduler, "interval": "step"}  # Keras schedules count optimizer steps
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        if isinstance(scheduler, ReduceLROnPlateau):
+            return {"optimizer": optimizer, "lr_scheduler": self.plateau_config(scheduler)}
+        # Keras schedules count optimizer steps
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _total_steps(self) -> int:
-        """Optimizer steps in this fit (what a Keras schedule counts), in either path."""
-        trainer, k = self.trainer, self.steps_per_execution
-        lists = trainer.estimated_stepping_batches  # sets num_training_batches (lists, in the fast path)
-        if k == 1:
-            return int(lists)
-        if trainer.max_epochs is None or trainer.max_epochs < 0:
-            raise ConfigError("a schedule over the whole run needs max_epochs or max_steps; or set decay_steps.")
-        mini_batches = math.ceil(len(trainer.datamodule.train_set) / trainer.datamodule.batch_size)
-        per_epoch = min(mini_batches, trainer.num_training_batches * k)  # the last list of an epoch may be short
-        total = per_epoch * trainer.max_epochs
-        return min(total, trainer.max_steps) if trainer.max_steps >= 0 else total
 
-    def _scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler | None:
-        hp, name = self.hparams, self.hparams.lr_schedule
-        if name == "constant":
-            return None
-        if name == "reduce_on_plateau":
-            return ReduceLROnPlateau(optimizer, hp.plateau_factor, hp.plateau_patience, min_lr=hp.min_lr)
-        if name == "piecewise_constant_decay":
-            return PiecewiseConstantDecay(optimizer, hp.boundaries, hp["values"])
-        if name == "one_cycle":  # torch's; momentum left alone (Keras' optimizers have no momentum schedule)
-            total = self._total_steps()
-            pct = hp.warmup_steps / total if hp.warmup_steps else 0.3
-            return torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, optimizer.defaults["lr"], total_steps=total, pct_start=pct, cycle_momentum=False
-            )
-        decay_steps = hp.decay_steps or max(1, self._total_steps() - hp.warmup_steps)
-        if name == "cosine_decay":
-            return CosineDecay(optimizer, decay_steps, hp.alpha, hp.warmup_target, hp.warmup_steps)
-        return ExponentialDecay(optimizer, decay_steps, hp.decay_rate, hp.staircase)
+def _signature() -> inspect.Signature:
+    """The model's own options, then the network's (keyword-only): what `inspect.signature(MLPClassifier)` shows.
+
+    LightningCLI does not need it: jsonargparse follows `**network` into the `DenseStack(...)` call by itself.
+    """
+    own = list(inspect.signature(MLPClassifier.__init__).parameters.values())[1:-1]  # without self and **network
+    network = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in NETWORK_OPTIONS.values()]
+    return inspect.Signature([*own, *network])
+
+
+MLPClassifier.__signature__ = _signature()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
+import secrets
 import time
 import urllib.request
 import zipfile
@@ -40,22 +40,19 @@ def find(file_name: str, dirs: Sequence[str | Path]) -> Path | None:
     return next((p for p in candidates(file_name, dirs) if p.is_file()), None)
 
 
-UMASK = os.umask(0o022)  # read once, at import (setting it is the only way to read it), and put back at once
-os.umask(UMASK)
-
-
 @contextmanager
 def atomic_write(dest: Path) -> Iterator[Path]:
     """A temporary path beside `dest`, renamed to `dest` only if the block ends without an error, else removed:
     `dest` is either absent, the old file, or complete (os.replace is atomic within a folder)."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
+    # A unique name made like mkstemp's, but created with open()'s usual mode 0666 & ~umask (mkstemp's is 0600),
+    # so the finished file has the mode any other would, and no one has to read or set the process umask.
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(8)}.part"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private (0600); the file gets open()'s usual mode
+        yield tmp
         os.replace(tmp, dest)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 # Download policy: seconds a stalled connection may stay silent, tries per mirror, first backoff (doubled each retry).

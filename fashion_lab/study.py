@@ -46,7 +46,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lab.cli import make_cli, user_error_message
 from fashion_lab.errors import ConfigError
-from fashion_lab.layers import Activation
+from fashion_lab.keras.layers import Activation
 
 # Each grid maps a variant's name to its overrides of the seed's settings (fit options without the leading "--").
 # The first variant is the seed's own network: every comparison in the report is made against it.

@@ -59,8 +59,9 @@ import tensorflow as tf
 OUT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "keras_parity.npz"
 COMMAND = "/tmp/kerasenv/bin/python scripts/make_keras_fixture.py"
 
-# The names of fashion_lab's tables (fashion_lab.losses.LOSSES, fashion_lab.layers.ACTIVATIONS / INITIALIZERS /
-# CONSTRAINTS), written out here because this script must not import fashion_lab; the test checks they still agree.
+# The names of fashion_lab's tables (fashion_lab.keras.losses.LOSSES, fashion_lab.keras.layers.ACTIVATIONS /
+# INITIALIZERS / CONSTRAINTS), written out here because this script must not import fashion_lab; the test checks they
+# still agree.
 LOSSES = [
     "cross_entropy",
     "categorical_cross_entropy",

@@ -248,7 +248,7 @@ def test_training_statistics_are_exact_in_bf16(fashion: DataFactory, tmp_path: P
     y[:, 0] = 1  # class 0 wins everywhere (below): 31 correct answers a batch, 1,240 in all
     model.net.logits.bias.data[0] = 100.0
     for xb, yb in zip(x, y, strict=True):
-        model._train_loss(xb, yb)
+        model.train_loss(xb, yb)
     assert model.train_sums.dtype == torch.float32
     assert model.train_sums[2:].tolist() == [1240.0, 1280.0]
     trainer = make_trainer(tmp_path, max_epochs=1, limit_val_batches=0, precision="bf16-true")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -122,9 +123,11 @@ def test_two_processes_preparing_one_empty_folder(tmp_path: Path, k49_server) ->
 
 
 def test_downloaded_and_written_files_get_the_usual_mode(tmp_path: Path, k49_server) -> None:
-    """atomic_write's temporary file is private (mkstemp: 0600); the renamed file has open()'s mode, 0666 & ~umask."""
+    """atomic_write's files get open()'s usual mode, 0666 & ~umask (not mkstemp's private 0600)."""
     K49DataModule(data_dir=tmp_path).prepare_data()
-    expected = 0o666 & ~sources.UMASK
+    umask = os.umask(0o022)  # setting the umask is the only way to read it; put back at once
+    os.umask(umask)
+    expected = 0o666 & ~umask
     assert {p.stat().st_mode & 0o777 for p in tmp_path.rglob("*.npz")} == {expected}
     with sources.atomic_write(tmp_path / "out.csv") as tmp:
         tmp.write_text("a,b\n")

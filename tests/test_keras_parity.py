@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from fashion_lab.layers import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, regularization
-from fashion_lab.losses import LOSSES, Loss
+from fashion_lab.keras.layers import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, regularization
+from fashion_lab.keras.losses import LOSSES, Loss
 
 FIXTURE = Path(__file__).parent / "fixtures" / "keras_parity.npz"
 with np.load(FIXTURE) as _npz:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fashion_lab import MLPClassifier
-from fashion_lab.layers import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, DenseStack, regularization
+from fashion_lab.keras.layers import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, DenseStack, regularization
 
 X = torch.linspace(-3, 3, 13)
 EXPECTED_ACTIVATIONS = {

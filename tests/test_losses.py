@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fashion_lab.losses import LOSSES, Loss
+from fashion_lab.keras.losses import LOSSES, Loss
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-1.0, 3.0, 0.0], [0.0, 0.0, 4.0]])
 Y = torch.tensor([0, 2, 1, 1])

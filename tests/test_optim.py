@@ -1,4 +1,5 @@
-"""fashion_lab.optim against real Keras (the fixture's 15 optimizer cases), and the schedules' own rules.
+"""fashion_lab.keras' optimizers and schedules against real Keras (the fixture's 15 optimizer cases), and the
+schedules' own rules.
 
 Each case trains the same small Dense stack (12 → 16 relu → 5) from the same weights on the same 50 batches as
 Keras did (scripts/make_keras_fixture.py), then compares every step's loss and learning rate and the final weights.
@@ -15,16 +16,9 @@ import torch.nn.functional as F
 from test_keras_parity import KERAS, keras
 
 from fashion_lab.errors import ConfigError
-from fashion_lab.layers import DenseStack
-from fashion_lab.optim import (
-    OPTIMIZERS,
-    SGD,
-    Adam,
-    CosineDecay,
-    ExponentialDecay,
-    PiecewiseConstantDecay,
-    ReduceLROnPlateau,
-)
+from fashion_lab.keras.layers import DenseStack
+from fashion_lab.keras.optimizers import OPTIMIZERS, SGD, Adam
+from fashion_lab.keras.schedules import CosineDecay, ExponentialDecay, PiecewiseConstantDecay, ReduceLROnPlateau
 
 CASES = sorted({key.split("/")[1] for key in keras if key.startswith("opt/") and key.endswith("/config")})
 SCHEDULES = {

@@ -20,8 +20,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from fashion_lab.errors import ConfigError
-from fashion_lab.layers import choose
+from fashion_lab.errors import ConfigError, check, choose
 
 LossName = Literal[
     "cross_entropy",
@@ -86,12 +85,14 @@ class Loss:
         self, name: LossName, label_smoothing: float = 0.0, gamma: float = 2.0, one_hot_targets: bool = True
     ) -> None:
         self.fn, self.one_hot = choose(LOSSES, name, "loss")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing={label_smoothing!r} is out of range; allowed: 0 <= value < 1.")
+        check(
+            [
+                ("label_smoothing", label_smoothing, 0.0 <= label_smoothing < 1.0, "0 <= value < 1"),
+                ("gamma", gamma, gamma >= 0, "gamma >= 0"),
+            ]
+        )
         if label_smoothing and name == "nll":
             raise ConfigError(f"label_smoothing={label_smoothing!r} needs a loss other than 'nll' (it takes labels).")
-        if gamma < 0:
-            raise ConfigError(f"gamma={gamma!r} is out of range; allowed: gamma >= 0.")
         if not one_hot_targets and name not in ("mse", "mae"):
             raise ConfigError(f"one_hot_targets=False is the mse/mae pitfall; it is not allowed with loss={name!r}.")
         self.name, self.label_smoothing, self.gamma, self.one_hot_targets = (

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
-from typing import Literal, TypeVar
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ConfigError, check, choose
 
 Activation = Literal[
     "relu", "leaky_relu", "elu", "selu", "gelu", "sigmoid", "tanh", "softplus", "softsign", "swish", "linear"
@@ -46,16 +46,6 @@ Initializer = Literal[
 ]
 Regularizer = Literal["l1", "l2", "l1_l2"]
 Constraint = Literal["max_norm", "non_neg", "unit_norm", "min_max_norm"]
-
-T = TypeVar("T")
-
-
-def choose(table: Mapping[str, T], value: str, argument: str) -> T:
-    """`table[value]`, or a ConfigError naming the argument, the bad value and the allowed words."""
-    if value not in table:
-        raise ConfigError(f"{argument}={value!r} is not supported; choose one of {', '.join(table)}.")
-    return table[value]
-
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -141,19 +131,19 @@ class DenseStack(nn.Sequential):
     ones (the output's softmax lives in the loss). Layers carry Keras' names, so a summary reads like Keras'.
 
     Args:
-        num_classes: units of the output layer.
-        hidden: units of each hidden Dense layer.
-        activation: the hidden layers' activation (Keras' string names).
-        dropout: rate of the Dropout after each hidden layer.
-        use_bias: Dense(use_bias=...).
-        kernel_initializer: Keras initializer name for every kernel.
-        bias_initializer: Keras initializer name for every bias.
-        kernel_regularizer: "l1", "l2" or "l1_l2" penalty on every kernel, with factors `l1` / `l2`.
-        bias_regularizer: the same on every bias.
-        activity_regularizer: the same on each hidden layer's output (after its activation), divided by the batch.
-        l1: the L1 factor λ1 of the regularizers (Keras' string default 0.01).
-        l2: the L2 factor λ2 of the regularizers (Keras' string default 0.01).
-        kernel_constraint: Keras constraint name applied to every kernel after each update.
+        num_classes: classes C of the output layer.
+        hidden: units of each hidden Dense layer; each is followed by `activation` and Dropout(`dropout`).
+        activation: the hidden layers' activation, by Keras name.
+        dropout: rate of the Dropout after each hidden layer (the seed: 0.2).
+        use_bias: whether the Dense layers have biases (Keras' use_bias).
+        kernel_initializer: Keras initializer of every kernel (Keras' default glorot_uniform).
+        bias_initializer: Keras initializer of every bias (Keras' default zeros).
+        kernel_regularizer: "l1", "l2" or "l1_l2": Keras' penalty λ1·Σ|w| + λ2·Σw² on every kernel, added to the loss.
+        bias_regularizer: the same penalty on every bias.
+        activity_regularizer: the same penalty on each hidden layer's output, divided by the batch size.
+        l1: the regularizers' L1 factor λ1 (Keras' string default 0.01).
+        l2: the regularizers' L2 factor λ2 (Keras' string default 0.01; note Keras' L2 has no ½).
+        kernel_constraint: Keras constraint applied to every kernel after each update (max_norm, non_neg, ...).
         bias_constraint: the same for every bias.
         in_features: inputs after Flatten (28×28).
     """
