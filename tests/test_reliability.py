@@ -323,6 +323,11 @@ CASES = [
     ),
     Case("limit_train_batches_0", [*FIT, "--trainer.limit_train_batches", "0"], ("limit_train_batches=0 leaves no",)),
     Case(
+        "val_check_interval_0",
+        [*FIT, "--trainer.val_check_interval", "0"],  # was Lightning's ZeroDivisionError traceback
+        ("val_check_interval=0 never validates", "Fix: remove --trainer.val_check_interval, or give it a positive"),
+    ),
+    Case(
         "no_validation_early_stopping",
         [*FIT, "--data.val_split", "0", "--config", str(REPO / "configs" / "early_stopping.yaml")],
         ("val_split=0.0 leaves no validation set, but EarlyStopping monitors val/acc. Fix:",),

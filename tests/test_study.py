@@ -1,4 +1,4 @@
-"""fashion_lab.study: workers share a study without ever running a trial twice (SQLite, and a real PostgreSQL), a
+"""fashion_lab.studies: workers share a study without ever running a trial twice (SQLite, and a real PostgreSQL), a
 killed study resumes, a search prunes through Lightning and writes its winner, K49 reports balanced accuracy, the
 report is built from the storage, and every mistake is one `error:` line.
 
@@ -8,7 +8,6 @@ Tiny synthetic data and 1 epoch: a trial is deterministic per seed, so runs comp
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import os
 import shutil
@@ -29,7 +28,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fashion_lab import MLPClassifier
 from fashion_lab.cli import make_cli
-from fashion_lab.study import SEARCH_MAX_TIME, SEARCH_START, TrialRecorder, main, open_storage
+from fashion_lab.studies.command import main
+from fashion_lab.studies.experiments import SEARCH_MAX_TIME, SEARCH_START
+from fashion_lab.studies.recorder import TrialRecorder
+from fashion_lab.studies.stats import verdict
+from fashion_lab.studies.storage import open_storage
 
 # The loss grid at 2 seeds: 3 variants × 2 = 6 trials; --heartbeat 1: a dead worker's trial is stale after 3 s
 LOSS = ["loss", "--seeds", "2", "--threads", "1", "--heartbeat", "1"]
@@ -38,7 +41,7 @@ TWO_EPOCHS = ["--data.download", "false", "--trainer.max_epochs", "2"]
 
 
 def study_cmd(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return run_command(["-m", "fashion_lab.study", *args], cwd, timeout=300)
+    return run_command(["-m", "fashion_lab.studies", *args], cwd, timeout=300)
 
 
 def trials(where: Path | str, name: str = "loss-fashionmnist") -> list[FrozenTrial]:
@@ -136,7 +139,7 @@ def test_postgresql_study(tmp_path: Path, fashion_dir: Path, reference: Path) ->
 
 @pytest.mark.slow
 def test_killed_study_resumes(tmp_path: Path, fashion_dir: Path, reference: Path) -> None:
-    command = [sys.executable, "-m", "fashion_lab.study", *LOSS, "--data.data_dir", str(fashion_dir), *ONE_EPOCH]
+    command = [sys.executable, "-m", "fashion_lab.studies", *LOSS, "--data.data_dir", str(fashion_dir), *ONE_EPOCH]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     database = tmp_path / "lightning_logs" / "studies.db"
@@ -299,6 +302,16 @@ def test_bad_input_is_one_error_line(
     assert "secret" not in stderr[0]  # a password never reaches the terminal
 
 
+def test_storage_under_a_file_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A SQLite file whose folder would have to be made where a file stands: was a FileExistsError traceback."""
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["loss", "--storage", f"sqlite:///{tmp_path}/afile/x.db"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: cannot open --storage sqlite:///") and f"File exists: {tmp_path}/afile" in line
+    assert "Fix: choose a path whose folders you can create, with no file standing in it." in line, line
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
 def test_a_bad_fit_argument_is_one_line_and_leaves_no_study(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     assert main(["dropout", "--storage", url, "--model.optimizer", "nadam", "--data.download", "false"]) == 1
@@ -309,14 +322,11 @@ def test_a_bad_fit_argument_is_one_line_and_leaves_no_study(tmp_path: Path, caps
 
 def test_verdict_counts_the_tables_comparisons() -> None:
     """Beyond noise at 95% alone is only a hint when the Bonferroni interval over the table's comparisons holds 0."""
-    spec = importlib.util.spec_from_file_location("reproduce_seed", REPO / "scripts" / "reproduce_seed.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     ref, better, far = [0.86, 0.87, 0.865], [0.88, 0.89, 0.885], [0.95, 0.951, 0.952]
-    assert script.verdict("b", "a", ref, better) == (
+    assert verdict("b", "a", ref, better) == (
         "b is 2.00 points better than a (95% interval +0.87 to +3.13): larger than seed noise."
     )
-    hint = script.verdict("b", "a", ref, better, comparisons=10)
+    hint = verdict("b", "a", ref, better, comparisons=10)
     assert "not once this table's 10 comparisons are counted (Bonferroni 99.5% interval -0.29 to +4.29)" in hint
-    assert script.verdict("c", "a", ref, far, comparisons=10).endswith("also with this table's 10 comparisons counted.")
-    assert script.verdict("d", "a", ref, [0.861, 0.871, 0.866], comparisons=10).endswith("within seed noise.")
+    assert verdict("c", "a", ref, far, comparisons=10).endswith("also with this table's 10 comparisons counted.")
+    assert verdict("d", "a", ref, [0.861, 0.871, 0.866], comparisons=10).endswith("within seed noise.")

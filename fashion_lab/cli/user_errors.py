@@ -1,0 +1,57 @@
+"""A user's mistake as one line (`error: ... Fix: ...`), a bug as its traceback: the CLI and the studies share this."""
+
+from __future__ import annotations
+
+import errno
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from fashion_lab.errors import ConfigError, NonFiniteLossError
+from fashion_lab.sources import DataError
+
+# Mistakes in a config, a data file, a folder or a checkpoint: one line, not a traceback (FASHION_LAB_DEBUG=1 shows it).
+# Only the package's own error types, Lightning's configuration errors and file-system errors that name a path; a bug
+# keeps its traceback.
+USER_ERRORS = (DataError, ConfigError, NonFiniteLossError, MisconfigurationException, OSError)
+
+
+def user_error_message(e: BaseException) -> str | None:
+    """The one line a user's mistake behind `e` deserves, or None when `e` is a bug (it keeps its traceback)."""
+    user_error = _user_error(e)
+    return None if user_error is None else _message(user_error)
+
+
+def _user_error(e: BaseException) -> BaseException | None:
+    """The package's own error behind `e` (jsonargparse wraps a constructor's error in "Does not validate ..."),
+    Lightning's configuration error, or a file-system error that names a path; None for anything else, which is a
+    bug and keeps its traceback."""
+    while e is not None:
+        if isinstance(e, USER_ERRORS) and not (
+            isinstance(e, OSError) and not isinstance(e, DataError) and not e.filename
+        ):
+            return e
+        e = e.__cause__
+    return None
+
+
+def lightning_refused(e: BaseException) -> str:
+    """One line for a configuration that Lightning itself refused: its words, and where to change the option."""
+    return (
+        f"Lightning refused the configuration: {' '.join(str(e).split())} "
+        "Fix: change the option it names (`fashion-lab fit --help` lists every option)."
+    )
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, MisconfigurationException):
+        return lightning_refused(e)
+    if isinstance(e, OSError) and e.filename and not isinstance(e, DataError):
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = "free space there (or lift the file-size limit), then resume with --ckpt_path last"
+        else:
+            fix = (
+                "choose a folder that you can create and write to (e.g. --trainer.logger.init_args.save_dir), "
+                "and check that no file stands in its path"
+            )
+        return f"{e.strerror}: {e.filename}. Fix: {fix}."
+    return str(e)
