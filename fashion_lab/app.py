@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 # The CLI's own checkpoint handling, so that the page accepts and refuses exactly what `predict` does.
 from fashion_lab.cli import CheckpointError, FashionLabCLI, read_checkpoint, user_error_message
 from fashion_lab.data import ImageFiles, keep_batch, training_scaling
-from fashion_lab.errors import ConfigError
+from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, prepare, read_grey
 
@@ -154,6 +154,13 @@ def serve(
         top_k: classes shown per picture, most probable first.
         max_pixels: larger pictures are refused unread, as possible decompression bombs (as --data.max_pixels).
     """
+    check(
+        [
+            ("port", port, isinstance(port, int) and 0 < port < 65536, "1..65535"),
+            ("top_k", top_k, isinstance(top_k, int) and top_k >= 1, "an integer >= 1"),
+            ("max_pixels", max_pixels, isinstance(max_pixels, int) and max_pixels > 0, "a positive integer"),
+        ]
+    )
     model, scaling, path = load(ckpt_path)
     # Set before Gradio is imported, which reads it: no telemetry and no version check leave the machine.
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"

@@ -193,6 +193,19 @@ def test_a_taken_port_is_one_line(fashion_checkpoint: Path, capsys: pytest.Captu
     assert "Fix: pass another --port" in err and len(err.splitlines()) == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--top_k", "0"], "top_k=0 is out of range; allowed: an integer >= 1."),
+        (["--port", "70000"], "port=70000 is out of range; allowed: 1..65535."),
+        (["--max_pixels", "0"], "max_pixels=0 is out of range; allowed: a positive integer."),
+    ],
+)
+def test_bad_options_are_one_line(args: list[str], says: str, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = error_of(lambda: main(["--ckpt_path", "last", *args]), capsys)
+    assert code == 1 and err.splitlines()[0] == f"error: {says}"
+
+
 def test_without_gradio_the_fix_is_named(
     fashion_checkpoint: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
