@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from fashion_lab.data import ImageFilesDataModule, training_scaling
-from fashion_lab.errors import ConfigError
+from fashion_lab.errors import ConfigError, choose
 from fashion_lab.model import MLPClassifier
 from fashion_lab.sources import DataError, atomic_write
 
@@ -52,8 +52,7 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
             torch.export.load(path).module()(images)).
         output: the model file; default: beside the checkpoint, under its name (last.ckpt → last.onnx, last.pt2).
     """
-    if format not in SUFFIXES:
-        raise ConfigError(f"format={format!r} is not known; allowed: {', '.join(SUFFIXES)}.")
+    choose(SUFFIXES, format, "format")
     if format == "onnx" and importlib.util.find_spec("onnxscript") is None:
         raise ConfigError("--format onnx needs the onnx extra. Fix: pip install -e '.[onnx]' (onnx, onnxscript).")
     ckpt = Path(ckpt_path)

@@ -12,6 +12,8 @@ constraints, applied after every optimizer update).
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
@@ -57,7 +59,7 @@ class StepsPerExecution(L.LightningModule):
             )
         return self.train_loss(*batch)
 
-    def optimizer_step(self, *args, **kwargs) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.after_update()  # automatic optimization: Keras constrains right after each update
 
