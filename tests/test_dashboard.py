@@ -13,7 +13,7 @@ import pytest
 from browser import free_port, get_json, serve
 from conftest import REPO
 
-from fashion_lab.study import open_storage
+from fashion_lab.studies.storage import open_storage
 
 STUDIES = REPO / "reports" / "studies.db"  # what `python scripts/reproduce_seed.py` wrote: 5 studies, 205 trials
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"  # the console script, beside this Python
