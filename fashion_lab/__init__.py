@@ -28,6 +28,7 @@ _HOMES = {
     "RNGState": "fashion_lab.callbacks",
     "RunLogger": "fashion_lab.runs",
     "TensorBoardFigures": "fashion_lab.callbacks",
+    "TensorBoardHParams": "fashion_lab.callbacks",
     "keras_summary": "fashion_lab.summary",
 }
 __all__ = sorted(_HOMES)

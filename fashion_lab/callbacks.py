@@ -1,12 +1,16 @@
 """Callbacks: TensorBoard figures (confusion matrices, the most-confused pairs, sample inputs, misclassified test
-images, the TF tutorial's images beside their probability bars), a NaN guard, and the RNG state that makes a resumed
-run exact.
+images, the TF tutorial's images beside their probability bars), the HPARAMS tab's hyperparameters and results, a NaN
+guard, and the RNG state that makes a resumed run exact.
 
 trainer = L.Trainer(logger=TensorBoardLogger("runs"), callbacks=[TensorBoardFigures()])
 With another logger, or none, the callback does nothing (training is never slowed or broken by it).
 """
 
 from __future__ import annotations
+
+import math
+import time
+from typing import Any
 
 import lightning as L
 import torch
@@ -139,6 +143,65 @@ class TensorBoardFigures(L.Callback):
         pairs = most_confused(confmat, names, self.top_confused)
         # Markdown list: TensorBoard's text plugin renders it, one pair per line
         self.writer.add_text(f"{stage}/most_confused", "\n".join(f"- {p}" for p in pairs), trainer.global_step)
+
+
+# the HPARAMS tab's metric columns: each a scalar tag, whose last value in the run is the one the tab shows
+HP_METRICS = ("hp/best_val_acc", "hp/test_acc", "hp/test_loss", "hp/test_balanced_acc", "hp/epochs", "hp/seconds")
+
+
+class TensorBoardHParams(L.Callback):
+    """TensorBoard's HPARAMS tab for the run: the model's and the data module's hyperparameters, flat, by the names
+    the CLI uses (`model.dropout`, `data.batch_size`), with the run's results as metrics: best `val/acc`, the test
+    accuracy, loss and balanced accuracy, the epochs run and the wall seconds since `fit` started.
+
+    Lightning's documented way (Lightning-AI/pytorch-lightning #1228, #5101): `log_hyperparams(params, metrics)`
+    once, with initial (NaN) values, when training starts, then the same tags logged again as the results are known
+    (at the end of `fit`, and at a test after it); the tab reads the last value of each tag. Give the logger
+    `default_hp_metric=False`, else Lightning writes its own `hp_metric` session into the run as well.
+    With another logger, or none, the callback does nothing.
+
+    Args:
+        extra: more columns for the tab, e.g. a study's `{"trial.variant": "mse", "trial.seed": 3}`.
+    """
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        self.extra = dict(extra or {})
+        self.logger: TensorBoardLogger | None = None
+        self.start: float | None = None  # perf_counter at the start of fit; None: no fit in this process yet
+        self.best_val = math.nan
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+            self.start, self.best_val = time.perf_counter(), math.nan
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.logger is None:
+            return
+        params = {f"model.{k}": v for k, v in pl_module.hparams.items()}
+        if trainer.datamodule is not None:
+            params |= {f"data.{k}": v for k, v in trainer.datamodule.hparams.items()}
+        self.logger.log_hyperparams(params | self.extra, dict.fromkeys(HP_METRICS, math.nan))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val/acc")
+        if self.logger is not None and not trainer.sanity_checking and value is not None:
+            self.best_val = float(value) if math.isnan(self.best_val) else max(self.best_val, float(value))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, {"hp/best_val_acc": self.best_val, "hp/epochs": trainer.current_epoch})
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        results = {f"hp/test_{k}": float(metrics[f"test/{k}"]) for k in ("acc", "loss", "balanced_acc")
+                   if f"test/{k}" in metrics}  # fmt: skip
+        self._log(trainer, results)
+
+    def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
+        """The results so far, and the wall seconds until now (a test after fit counts in the run)."""
+        if self.logger is None or self.start is None:  # a test without a fit here: the run's session is elsewhere
+            return
+        self.logger.log_metrics({**metrics, "hp/seconds": time.perf_counter() - self.start}, step=trainer.global_step)
 
 
 class FiniteGuard(L.Callback):

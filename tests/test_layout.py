@@ -15,7 +15,8 @@ import fashion_lab.keras
 PUBLIC = {
     "AtomicCheckpointIO", "ConfigError", "DataError", "DenseStack", "FashionMNISTDataModule", "FiniteGuard",
     "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasSummary", "KMNISTDataModule", "MLPClassifier",
-    "MNISTDataModule", "NonFiniteLossError", "RNGState", "RunLogger", "TensorBoardFigures", "keras_summary",
+    "MNISTDataModule", "NonFiniteLossError", "RNGState", "RunLogger", "TensorBoardFigures", "TensorBoardHParams",
+    "keras_summary",
 }  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
+from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures, TensorBoardHParams
 from fashion_lab.cli.checkpoints import (
     BEST,
     checkpoint_callbacks,
@@ -204,8 +204,9 @@ class SaveRunConfig(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
-def trainer_defaults() -> dict:
-    """The seed's 5 epochs, TensorBoard in ./lightning_logs, atomic checkpoints, and callbacks that every run keeps."""
+def trainer_defaults(hparams: dict | None = None) -> dict:
+    """The seed's 5 epochs, TensorBoard in ./lightning_logs, atomic checkpoints, and callbacks that every run keeps;
+    `hparams` are more columns for TensorBoard's HPARAMS tab."""
     return {
         "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
         "logger": {
@@ -219,6 +220,7 @@ def trainer_defaults() -> dict:
             KerasSummary(),  # Keras' model.summary(): one row per Keras layer, exact parameter counts
             LearningRateMonitor(logging_interval="step"),  # TensorBoard shows the schedule (lr-<Optimizer>)
             TensorBoardFigures(),
+            TensorBoardHParams(hparams),  # the HPARAMS tab: hyperparameters with the run's results
             CSVPredictionWriter(),
             FiniteGuard(),
             RNGState(),
@@ -257,13 +259,14 @@ def make_cli(
     run: bool = True,
     callbacks: list[Callback] | None = None,
     stop_signals: StopSignals | None = None,
+    hparams: dict | None = None,
 ) -> FashionLabCLI:
     """The CLI, built and (by default) run, raising what goes wrong; `callbacks` join every run's (fashion_lab.studies
-    passes its Optuna trial recorder this way)."""
+    passes its Optuna trial recorder this way), `hparams` join the run's HPARAMS columns (a trial's variant, seed)."""
     # Lightning 2.6 calls a torch 2.14 pytree API that warns on every run; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     quiet_lightning_chatter()
-    defaults = trainer_defaults()
+    defaults = trainer_defaults(hparams)
     defaults["callbacks"] += callbacks or []
     return FashionLabCLI(
         MLPClassifier,
