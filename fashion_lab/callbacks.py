@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -30,6 +33,8 @@ class TensorBoardFigures(L.Callback):
 
     Reads the predictions that the model's validation/test steps return, and the model's `class_names`; the
     probabilities of the `test/predictions` images come from one extra forward pass over those few images.
+    The figures are drawn in one background thread while training goes on (matplotlib's object-oriented Figure,
+    one at a time); `teardown` waits for them, so the event files are complete when `fit` or `test` returns.
 
     Args:
         max_images: images in each grid.
@@ -51,6 +56,9 @@ class TensorBoardFigures(L.Callback):
         self.wrong_images: list[Tensor] = []
         self.wrong_titles: list[str] = []
         self.sheet: list[tuple[Tensor, Tensor, Tensor]] = []  # (images, probabilities, labels) of the first batches
+        self.sheet_images_left = sheet_images
+        self.drawing: ThreadPoolExecutor | None = None
+        self.pending: list[Future] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
@@ -64,9 +72,8 @@ class TensorBoardFigures(L.Callback):
         x, y = batch[0] if isinstance(batch[0], (list, tuple)) else batch  # a steps_per_execution list: its first
         names = pl_module.class_names
         titles = [names[i] for i in y[: self.max_images].tolist()]
-        self.writer.add_figure(
-            "train/sample_inputs", image_grid_figure(x[: self.max_images], titles), trainer.global_step
-        )
+        images = x[: self.max_images].detach().cpu().clone()
+        self._draw("train/sample_inputs", partial(image_grid_figure, images, titles), trainer.global_step)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_confmat(pl_module)
@@ -84,6 +91,7 @@ class TensorBoardFigures(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_confmat(pl_module)
         self.wrong_images, self.wrong_titles, self.sheet = [], [], []
+        self.sheet_images_left = self.sheet_images  # 0 once the sheet is drawn
 
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
@@ -103,24 +111,62 @@ class TensorBoardFigures(L.Callback):
             self.wrong_titles += [
                 f"{names[p]} / {names[t]}" for p, t in zip(outputs[wrong].tolist(), y[wrong].tolist(), strict=True)
             ]
+        # drawn as soon as complete (usually after the first batch), while the rest of the test set runs
+        if len(self.wrong_titles) == self.max_images:
+            self._draw_misclassified(trainer)
+        if self.sheet and sum(len(part[0]) for part in self.sheet) == self.sheet_images:
+            self._draw_sheet(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
         self._log_confusion("test", trainer, pl_module)
-        if self.writer is not None and self.wrong_titles:
-            figure = image_grid_figure(torch.cat(self.wrong_images), self.wrong_titles)
-            self.writer.add_figure("test/misclassified", figure, trainer.global_step)
-        if self.writer is not None and self.sheet:
+        if self.writer is not None:  # a test set smaller than the grids: what there is
+            self._draw_misclassified(trainer)
+            self._draw_sheet(trainer, pl_module)
+
+    def _draw_misclassified(self, trainer: L.Trainer) -> None:
+        if self.wrong_images:
+            wrong, titles = torch.cat(self.wrong_images), self.wrong_titles
+            if titles:
+                self._draw("test/misclassified", partial(image_grid_figure, wrong, titles), trainer.global_step)
+        self.wrong_images = []  # drawn: the full title list keeps further batches from collecting more
+        self.wrong_titles = self.wrong_titles or [""] * self.max_images
+
+    def _draw_sheet(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.sheet:
             images, probs, labels = (torch.cat(parts) for parts in zip(*self.sheet, strict=True))
-            figure = prediction_sheet_figure(images, probs, pl_module.class_names, labels.tolist())
-            self.writer.add_figure("test/predictions", figure, trainer.global_step)
-            self.sheet = []
+            sheet = partial(prediction_sheet_figure, images, probs, list(pl_module.class_names), labels.tolist())
+            self._draw("test/predictions", sheet, trainer.global_step)
+        self.sheet, self.sheet_images_left = [], 0
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._finish()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._finish(raise_errors=False)  # the run's own error is the one to see
+
+    def _draw(self, tag: str, make_figure: Callable[[], Any], step: int) -> None:
+        """Draw and write a figure in the background thread; its data must be copies the run does not change."""
+        if self.drawing is None:
+            self.drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="TensorBoardFigures")
+        writer = self.writer
+        self.pending.append(self.drawing.submit(lambda: writer.add_figure(tag, make_figure(), step)))
+
+    def _finish(self, raise_errors: bool = True) -> None:
+        """Wait for the figures still being drawn (a drawing error is raised here, in the run's thread)."""
+        pending, self.pending = self.pending, []
+        errors = [f.exception() for f in pending]
+        if self.drawing is not None:
+            self.drawing.shutdown()
+            self.drawing = None
+        if raise_errors and any(errors):
+            raise next(e for e in errors if e is not None)
 
     def _collect_sheet(self, pl_module: L.LightningModule, x: Tensor, y: Tensor) -> None:
         """Probabilities of the first `sheet_images` test images: test_step returns only the argmax, and a forward
         pass over these few images here keeps the softmax out of every test batch."""
-        room = self.sheet_images - sum(len(part[0]) for part in self.sheet)
+        room = min(self.sheet_images_left, self.sheet_images - sum(len(part[0]) for part in self.sheet))
         if room > 0:
             probs = pl_module(x[:room]).softmax(dim=1)
             self.sheet.append((x[:room].cpu(), probs.cpu(), y[:room].cpu()))
@@ -132,13 +178,13 @@ class TensorBoardFigures(L.Callback):
 
     def _log_confusion(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # compute() gathers every rank's counts (a collective): all ranks call it, only rank 0 draws and writes
-        confmat, names = self.confmat.compute(), pl_module.class_names
+        confmat, names = self.confmat.compute().detach().cpu().clone(), list(pl_module.class_names)
         self.confmat.reset()
         if self.writer is None:
             return
         title = f"{stage} confusion matrix, epoch {trainer.current_epoch}"
-        self.writer.add_figure(
-            f"{stage}/confusion_matrix", confusion_matrix_figure(confmat, names, title), trainer.global_step
+        self._draw(
+            f"{stage}/confusion_matrix", partial(confusion_matrix_figure, confmat, names, title), trainer.global_step
         )
         pairs = most_confused(confmat, names, self.top_confused)
         # Markdown list: TensorBoard's text plugin renders it, one pair per line
