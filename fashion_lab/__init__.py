@@ -20,6 +20,7 @@ _HOMES = {
     "ImageDataModule": "fashion_lab.data",
     "ImageFilesDataModule": "fashion_lab.data",
     "K49DataModule": "fashion_lab.data",
+    "KerasSummary": "fashion_lab.summary",
     "KMNISTDataModule": "fashion_lab.data",
     "MLPClassifier": "fashion_lab.model",
     "MNISTDataModule": "fashion_lab.data",
@@ -27,6 +28,8 @@ _HOMES = {
     "RNGState": "fashion_lab.callbacks",
     "RunLogger": "fashion_lab.runs",
     "TensorBoardFigures": "fashion_lab.callbacks",
+    "TensorBoardHParams": "fashion_lab.callbacks",
+    "keras_summary": "fashion_lab.summary",
 }
 __all__ = sorted(_HOMES)
 

@@ -1,12 +1,19 @@
 """Callbacks: TensorBoard figures (confusion matrices, the most-confused pairs, sample inputs, misclassified test
-images, the TF tutorial's images beside their probability bars), a NaN guard, and the RNG state that makes a resumed
-run exact.
+images, the TF tutorial's images beside their probability bars), the HPARAMS tab's hyperparameters and results, a NaN
+guard, and the RNG state that makes a resumed run exact.
 
 trainer = L.Trainer(logger=TensorBoardLogger("runs"), callbacks=[TensorBoardFigures()])
 With another logger, or none, the callback does nothing (training is never slowed or broken by it).
 """
 
 from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import Any
 
 import lightning as L
 import torch
@@ -26,6 +33,8 @@ class TensorBoardFigures(L.Callback):
 
     Reads the predictions that the model's validation/test steps return, and the model's `class_names`; the
     probabilities of the `test/predictions` images come from one extra forward pass over those few images.
+    The figures are drawn in one background thread while training goes on (matplotlib's object-oriented Figure,
+    one at a time); `teardown` waits for them, so the event files are complete when `fit` or `test` returns.
 
     Args:
         max_images: images in each grid.
@@ -47,6 +56,9 @@ class TensorBoardFigures(L.Callback):
         self.wrong_images: list[Tensor] = []
         self.wrong_titles: list[str] = []
         self.sheet: list[tuple[Tensor, Tensor, Tensor]] = []  # (images, probabilities, labels) of the first batches
+        self.sheet_images_left = sheet_images
+        self.drawing: ThreadPoolExecutor | None = None
+        self.pending: list[Future] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
@@ -60,9 +72,8 @@ class TensorBoardFigures(L.Callback):
         x, y = batch[0] if isinstance(batch[0], (list, tuple)) else batch  # a steps_per_execution list: its first
         names = pl_module.class_names
         titles = [names[i] for i in y[: self.max_images].tolist()]
-        self.writer.add_figure(
-            "train/sample_inputs", image_grid_figure(x[: self.max_images], titles), trainer.global_step
-        )
+        images = x[: self.max_images].detach().cpu().clone()
+        self._draw("train/sample_inputs", partial(image_grid_figure, images, titles), trainer.global_step)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_confmat(pl_module)
@@ -80,6 +91,7 @@ class TensorBoardFigures(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_confmat(pl_module)
         self.wrong_images, self.wrong_titles, self.sheet = [], [], []
+        self.sheet_images_left = self.sheet_images  # 0 once the sheet is drawn
 
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
@@ -99,24 +111,62 @@ class TensorBoardFigures(L.Callback):
             self.wrong_titles += [
                 f"{names[p]} / {names[t]}" for p, t in zip(outputs[wrong].tolist(), y[wrong].tolist(), strict=True)
             ]
+        # drawn as soon as complete (usually after the first batch), while the rest of the test set runs
+        if len(self.wrong_titles) == self.max_images:
+            self._draw_misclassified(trainer)
+        if self.sheet and sum(len(part[0]) for part in self.sheet) == self.sheet_images:
+            self._draw_sheet(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
         self._log_confusion("test", trainer, pl_module)
-        if self.writer is not None and self.wrong_titles:
-            figure = image_grid_figure(torch.cat(self.wrong_images), self.wrong_titles)
-            self.writer.add_figure("test/misclassified", figure, trainer.global_step)
-        if self.writer is not None and self.sheet:
+        if self.writer is not None:  # a test set smaller than the grids: what there is
+            self._draw_misclassified(trainer)
+            self._draw_sheet(trainer, pl_module)
+
+    def _draw_misclassified(self, trainer: L.Trainer) -> None:
+        if self.wrong_images:
+            wrong, titles = torch.cat(self.wrong_images), self.wrong_titles
+            if titles:
+                self._draw("test/misclassified", partial(image_grid_figure, wrong, titles), trainer.global_step)
+        self.wrong_images = []  # drawn: the full title list keeps further batches from collecting more
+        self.wrong_titles = self.wrong_titles or [""] * self.max_images
+
+    def _draw_sheet(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.sheet:
             images, probs, labels = (torch.cat(parts) for parts in zip(*self.sheet, strict=True))
-            figure = prediction_sheet_figure(images, probs, pl_module.class_names, labels.tolist())
-            self.writer.add_figure("test/predictions", figure, trainer.global_step)
-            self.sheet = []
+            sheet = partial(prediction_sheet_figure, images, probs, list(pl_module.class_names), labels.tolist())
+            self._draw("test/predictions", sheet, trainer.global_step)
+        self.sheet, self.sheet_images_left = [], 0
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._finish()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._finish(raise_errors=False)  # the run's own error is the one to see
+
+    def _draw(self, tag: str, make_figure: Callable[[], Any], step: int) -> None:
+        """Draw and write a figure in the background thread; its data must be copies the run does not change."""
+        if self.drawing is None:
+            self.drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="TensorBoardFigures")
+        writer = self.writer
+        self.pending.append(self.drawing.submit(lambda: writer.add_figure(tag, make_figure(), step)))
+
+    def _finish(self, raise_errors: bool = True) -> None:
+        """Wait for the figures still being drawn (a drawing error is raised here, in the run's thread)."""
+        pending, self.pending = self.pending, []
+        errors = [f.exception() for f in pending]
+        if self.drawing is not None:
+            self.drawing.shutdown()
+            self.drawing = None
+        if raise_errors and any(errors):
+            raise next(e for e in errors if e is not None)
 
     def _collect_sheet(self, pl_module: L.LightningModule, x: Tensor, y: Tensor) -> None:
         """Probabilities of the first `sheet_images` test images: test_step returns only the argmax, and a forward
         pass over these few images here keeps the softmax out of every test batch."""
-        room = self.sheet_images - sum(len(part[0]) for part in self.sheet)
+        room = min(self.sheet_images_left, self.sheet_images - sum(len(part[0]) for part in self.sheet))
         if room > 0:
             probs = pl_module(x[:room]).softmax(dim=1)
             self.sheet.append((x[:room].cpu(), probs.cpu(), y[:room].cpu()))
@@ -128,17 +178,76 @@ class TensorBoardFigures(L.Callback):
 
     def _log_confusion(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # compute() gathers every rank's counts (a collective): all ranks call it, only rank 0 draws and writes
-        confmat, names = self.confmat.compute(), pl_module.class_names
+        confmat, names = self.confmat.compute().detach().cpu().clone(), list(pl_module.class_names)
         self.confmat.reset()
         if self.writer is None:
             return
         title = f"{stage} confusion matrix, epoch {trainer.current_epoch}"
-        self.writer.add_figure(
-            f"{stage}/confusion_matrix", confusion_matrix_figure(confmat, names, title), trainer.global_step
+        self._draw(
+            f"{stage}/confusion_matrix", partial(confusion_matrix_figure, confmat, names, title), trainer.global_step
         )
         pairs = most_confused(confmat, names, self.top_confused)
         # Markdown list: TensorBoard's text plugin renders it, one pair per line
         self.writer.add_text(f"{stage}/most_confused", "\n".join(f"- {p}" for p in pairs), trainer.global_step)
+
+
+# the HPARAMS tab's metric columns: each a scalar tag, whose last value in the run is the one the tab shows
+HP_METRICS = ("hp/best_val_acc", "hp/test_acc", "hp/test_loss", "hp/test_balanced_acc", "hp/epochs", "hp/seconds")
+
+
+class TensorBoardHParams(L.Callback):
+    """TensorBoard's HPARAMS tab for the run: the model's and the data module's hyperparameters, flat, by the names
+    the CLI uses (`model.dropout`, `data.batch_size`), with the run's results as metrics: best `val/acc`, the test
+    accuracy, loss and balanced accuracy, the epochs run and the wall seconds since `fit` started.
+
+    Lightning's documented way (Lightning-AI/pytorch-lightning #1228, #5101): `log_hyperparams(params, metrics)`
+    once, with initial (NaN) values, when training starts, then the same tags logged again as the results are known
+    (at the end of `fit`, and at a test after it); the tab reads the last value of each tag. Give the logger
+    `default_hp_metric=False`, else Lightning writes its own `hp_metric` session into the run as well.
+    With another logger, or none, the callback does nothing.
+
+    Args:
+        extra: more columns for the tab, e.g. a study's `{"trial.variant": "mse", "trial.seed": 3}`.
+    """
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        self.extra = dict(extra or {})
+        self.logger: TensorBoardLogger | None = None
+        self.start: float | None = None  # perf_counter at the start of fit; None: no fit in this process yet
+        self.best_val = math.nan
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+            self.start, self.best_val = time.perf_counter(), math.nan
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.logger is None:
+            return
+        params = {f"model.{k}": v for k, v in pl_module.hparams.items()}
+        if trainer.datamodule is not None:
+            params |= {f"data.{k}": v for k, v in trainer.datamodule.hparams.items()}
+        self.logger.log_hyperparams(params | self.extra, dict.fromkeys(HP_METRICS, math.nan))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val/acc")
+        if self.logger is not None and not trainer.sanity_checking and value is not None:
+            self.best_val = float(value) if math.isnan(self.best_val) else max(self.best_val, float(value))
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, {"hp/best_val_acc": self.best_val, "hp/epochs": trainer.current_epoch})
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        results = {f"hp/test_{k}": float(metrics[f"test/{k}"]) for k in ("acc", "loss", "balanced_acc")
+                   if f"test/{k}" in metrics}  # fmt: skip
+        self._log(trainer, results)
+
+    def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
+        """The results so far, and the wall seconds until now (a test after fit counts in the run)."""
+        if self.logger is None or self.start is None:  # a test without a fit here: the run's session is elsewhere
+            return
+        self.logger.log_metrics({**metrics, "hp/seconds": time.perf_counter() - self.start}, step=trainer.global_step)
 
 
 class FiniteGuard(L.Callback):

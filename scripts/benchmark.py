@@ -4,6 +4,8 @@
     python scripts/benchmark.py --repeats 3 --no-k49
     python scripts/benchmark.py --denormal      # only: `fit` with denormals kept or flushed, plain and with L2
 
+After the rotation, one `fit --trainer.profiler simple` gives the seconds spent in TensorBoardFigures' hooks.
+
 (a) scripts/handwritten_loop.py: the same model, data, optimizer, epochs and batch size, no framework (the floor);
 (b) `python -m fashion_lab.cli fit --config configs/fashion_mnist.yaml`: everything on (metrics, TensorBoard
 figures, checkpoints, progress bar, the final test), steps_per_execution 32;
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -32,7 +35,9 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process, which must succeed."""
     start = time.perf_counter()
     with open(cwd / "stdout.txt", "w") as out, open(cwd / "stderr.txt", "w") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
+        # this checkout's fashion_lab, not whichever one pip installed (the child runs in a temporary folder)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the sum over all children
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -60,6 +65,16 @@ def compare(name: str, programs: dict[str, list[str]], repeats: int, versus: str
     for label, median in medians.items():
         print(f"| {label} | {median:.2f} s | {max(rss[label]):.0f} MiB | {median / reference:.2f}× |")
     print()
+
+
+def figures_profile(fit: list[str]) -> dict[str, float]:
+    """Seconds in each TensorBoardFigures hook over one `fit` and its test, from Lightning's simple profiler."""
+    with tempfile.TemporaryDirectory() as cwd:
+        run([*fit, "--trainer.profiler", "simple", "--trainer.enable_progress_bar", "false"], Path(cwd))
+        text = (Path(cwd) / "stdout.txt").read_text() + (Path(cwd) / "stderr.txt").read_text()
+    report = text[text.rfind("Profiler Report") :]  # the test's report is the last, and counts the fit's hooks too
+    hooks = re.findall(r"\[Callback\]TensorBoardFigures\.(\w+)\s*\|\s*[\d.e-]+\s*\|\s*\d+\s*\|\s*([\d.e-]+)", report)
+    return {hook: float(total) for hook, total in hooks}
 
 
 def epoch_seconds(dm_class: type, data_dir: str) -> float:
@@ -112,6 +127,11 @@ def main() -> None:
         "(d) README library example, `steps_per_execution=32`": [*example, "--steps-per-execution", "32"],
     }
     compare("Fashion-MNIST, the seed's settings", programs, args.repeats)
+    hooks = figures_profile(fit)
+    top = ", ".join(f"{hook} {seconds:.3f}" for hook, seconds in sorted(hooks.items(), key=lambda h: -h[1])[:4])
+    print(
+        f"TensorBoardFigures in `fit` and its test (--trainer.profiler simple): {sum(hooks.values()):.2f} s ({top})\n"
+    )
     if args.no_k49:
         return
 

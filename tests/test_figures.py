@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,6 +124,21 @@ def test_tensorboard_events_after_short_fit(fashion: Callable[..., FashionMNISTD
     assert {"val/most_confused/text_summary", "test/most_confused/text_summary"} <= set(events.Tags()["tensors"])
     text = events.Tensors("test/most_confused/text_summary")[0].tensor_proto.string_val[0].decode()
     assert " predicted as " in text and " × " in text
+
+
+def test_figures_drawn_in_the_background_are_written_when_fit_returns(
+    fashion: Callable[..., FashionMNISTDataModule], tmp_path: Path
+) -> None:
+    """The drawing thread is joined in `teardown`: every epoch's figure is in the event file once `fit` returns."""
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    figures = TensorBoardFigures(max_images=8)
+    trainer = make_trainer(tmp_path, max_epochs=3, logger=logger, callbacks=[figures])
+    trainer.fit(MLPClassifier(), fashion(steps_per_execution=4))
+    assert figures.pending == [] and figures.drawing is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("TensorBoardFigures")]
+    events = read_events(logger.log_dir)
+    assert [e.step for e in events.Images("val/confusion_matrix")] == [16, 32, 48]  # 512 images / 32 a step
+    assert len(events.Images("train/sample_inputs")) == 1
 
 
 @pytest.mark.parametrize("logger", ["csv", "none"])

@@ -24,6 +24,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, make_trainer, run_command
+from hparams_events import hparams_tab
 from optuna.trial import FrozenTrial, TrialState
 
 from fashion_lab import MLPClassifier
@@ -110,6 +111,25 @@ def test_one_worker_runs_the_grid(reference: Path) -> None:
         assert sum(map(sum, t.user_attrs["confusion"])) == 200  # every synthetic test image, once
     progress = (reference / "loss.out").read_text()
     assert "loss-fashionmnist 6/6 done" in progress and "cross_entropy (seed)" in progress
+
+
+@pytest.mark.slow
+def test_trials_fill_tensorboards_hparams_tab_with_variant_and_seed(reference: Path) -> None:
+    """Each trial's run (read with TensorBoard's hparams plugin data): its variant and seed beside the model's and
+    data's hyperparameters, and metrics equal to what the study stored for it."""
+    found = [t for t in trials(reference) if t.state == TrialState.COMPLETE]
+    assert len(found) == 6
+    for t in found:
+        params, metrics = hparams_tab(reference / "lightning_logs" / "loss-fashionmnist" / f"trial_{t.number:04d}")
+        assert (params["trial.variant"], params["trial.seed"], params["trial.number"]) == (
+            t.params["variant"], t.params["seed"], t.number
+        )  # fmt: skip
+        assert params["model.loss"] == t.user_attrs["overrides"].get("model.loss", "cross_entropy")
+        assert params["data.seed"] == t.params["seed"]
+        assert metrics["hp/test_acc"] == pytest.approx(t.user_attrs["test"]["acc"])
+        assert metrics["hp/test_loss"] == pytest.approx(t.user_attrs["test"]["loss"])
+        assert metrics["hp/best_val_acc"] == pytest.approx(t.user_attrs["best_val"])
+        assert metrics["hp/epochs"] == 1 and 0 < metrics["hp/seconds"] <= t.user_attrs["seconds"]
 
 
 @pytest.mark.slow

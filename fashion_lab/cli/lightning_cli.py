@@ -12,10 +12,10 @@ import lightning as L
 import torch
 from lightning import LightningDataModule
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelSummary
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures
+from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures, TensorBoardHParams
 from fashion_lab.cli.checkpoints import (
     BEST,
     checkpoint_callbacks,
@@ -24,6 +24,7 @@ from fashion_lab.cli.checkpoints import (
     read_checkpoint,
     resolve_ckpt_path,
 )
+from fashion_lab.cli.notices import quiet_lightning_chatter, say_training_device
 from fashion_lab.cli.signals import (
     EXIT_STATUS,
     Stopped,
@@ -36,6 +37,7 @@ from fashion_lab.cli.user_errors import lightning_refused, user_error_message
 from fashion_lab.errors import ConfigError
 from fashion_lab.model import MLPClassifier
 from fashion_lab.predictions import CSVPredictionWriter
+from fashion_lab.summary import KerasSummary
 
 DESCRIPTION = (
     "fashion_lab: the Keras Fashion-MNIST / Kuzushiji-49 MLP study in PyTorch Lightning. "
@@ -120,13 +122,19 @@ class FashionLabCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
         except (ValueError, TypeError, ImportError, MisconfigurationException) as e:
             # The Trainer checks its own arguments, and every one of them comes from the command line or a config.
             raise ConfigError(lightning_refused(e)) from e
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if config.get("trainer", {}).get("enable_model_summary") is False:
+            # Lightning's flag only stops it adding a default summary; the CLI's own is a callback, so drop it here
+            trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, KerasSummary)]
+        return trainer
 
     def before_fit(self) -> None:
         """Refuse a fit that would train on nothing or monitor a validation set that does not exist."""
+        say_training_device(self.trainer)
         val_split = getattr(self.datamodule, "val_split", 0)  # any LightningDataModule: may have none
         if not self.trainer.loggers:  # --trainer.logger false: nowhere to log the learning rate
             self.trainer.callbacks = [cb for cb in self.trainer.callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -196,8 +204,9 @@ class SaveRunConfig(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
-def trainer_defaults() -> dict:
-    """The seed's 5 epochs, TensorBoard in ./lightning_logs, atomic checkpoints, and callbacks that every run keeps."""
+def trainer_defaults(hparams: dict | None = None) -> dict:
+    """The seed's 5 epochs, TensorBoard in ./lightning_logs, atomic checkpoints, and callbacks that every run keeps;
+    `hparams` are more columns for TensorBoard's HPARAMS tab."""
     return {
         "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
         "logger": {
@@ -206,12 +215,12 @@ def trainer_defaults() -> dict:
         },
         "plugins": [{"class_path": "fashion_lab.AtomicCheckpointIO"}],
         "log_every_n_steps": 10,  # an epoch is 47 steps at steps_per_execution 32; Lightning warns above that
-        # max_depth=2: one row per Keras-named layer with in/out shapes, like model.summary()
         "callbacks": [
             *checkpoint_callbacks(),
-            ModelSummary(max_depth=2),
+            KerasSummary(),  # Keras' model.summary(): one row per Keras layer, exact parameter counts
             LearningRateMonitor(logging_interval="step"),  # TensorBoard shows the schedule (lr-<Optimizer>)
             TensorBoardFigures(),
+            TensorBoardHParams(hparams),  # the HPARAMS tab: hyperparameters with the run's results
             CSVPredictionWriter(),
             FiniteGuard(),
             RNGState(),
@@ -250,12 +259,14 @@ def make_cli(
     run: bool = True,
     callbacks: list[Callback] | None = None,
     stop_signals: StopSignals | None = None,
+    hparams: dict | None = None,
 ) -> FashionLabCLI:
     """The CLI, built and (by default) run, raising what goes wrong; `callbacks` join every run's (fashion_lab.studies
-    passes its Optuna trial recorder this way)."""
+    passes its Optuna trial recorder this way), `hparams` join the run's HPARAMS columns (a trial's variant, seed)."""
     # Lightning 2.6 calls a torch 2.14 pytree API that warns on every run; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    defaults = trainer_defaults()
+    quiet_lightning_chatter()
+    defaults = trainer_defaults(hparams)
     defaults["callbacks"] += callbacks or []
     return FashionLabCLI(
         MLPClassifier,

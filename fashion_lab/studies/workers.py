@@ -100,7 +100,7 @@ def run_trial(storage: RDBStorage, study: optuna.Study, trial: optuna.Trial, spe
     start = time.perf_counter()
     try:
         with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            cli = make_cli(args, callbacks=[recorder])
+            cli = make_cli(args, callbacks=[recorder], hparams=trial_hparams(trial))
     except optuna.TrialPruned as e:
         trial.set_user_attr("curves", recorder.curves())
         study.tell(trial, state=TrialState.PRUNED)
@@ -115,6 +115,14 @@ def run_trial(storage: RDBStorage, study: optuna.Study, trial: optuna.Trial, spe
         raise
     seconds = time.perf_counter() - start  # the whole fit and its test, as `fashion-lab fit` minus its imports
     return f"{label}: {record(study, trial, spec, cli.trainer, recorder, seconds)} in {seconds:.1f} s"
+
+
+def trial_hparams(trial: optuna.Trial) -> dict:
+    """The trial's columns in TensorBoard's HPARAMS tab: its number, and a grid trial's variant and seed (a search
+    trial's sampled values are model.* and data.* columns already)."""
+    return {"trial.number": trial.number} | {
+        f"trial.{k}": trial.params[k] for k in ("variant", "seed") if k in trial.params
+    }
 
 
 def bug_report(e: Exception, log: Path) -> str:
