@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 import optuna
 
-from fashion_lab.layers import Activation
+from fashion_lab.keras.layers import Activation
 
 # Each grid maps a variant's name to its overrides of the seed's settings (fit options without the leading "--").
 # The first variant is the seed's own network: every comparison in the report is made against it.
