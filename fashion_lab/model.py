@@ -195,7 +195,9 @@ class MLPClassifier(StepsPerExecution):
         logits, loss, _ = self._losses(x, y)  # as Keras' evaluate(): with the regularization penalties
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
-        getattr(self, f"{stage}_loss").update(loss, len(y))
+        # one value per sample: torchmetrics 1.9 ignores `weight` under nan_strategy="disable" (aggregation.py:106-107),
+        # which made the mean a mean of batch means, off when the last batch is short (27.6188 for 27.6100)
+        getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         return preds  # the TensorBoardFigures callback reads these
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:

@@ -100,3 +100,17 @@ def test_as_printed_trains_at_batch_60_with_800_steps_an_epoch(tmp_path: Path) -
     assert cli.trainer.global_step == 800  # optimizer steps in the epoch
     assert sizes.sizes == [60] * 800
     assert len(cli.datamodule.val_set) == 12_000
+
+
+def test_test_loss_is_the_mean_over_images_with_a_short_last_batch(fashion, tmp_path: Path) -> None:
+    """A batch of 32 on 200 test images leaves a last batch of 8: the loss is still the mean over the 200 images."""
+    from conftest import make_trainer
+
+    from fashion_lab import MLPClassifier
+
+    model, dm = MLPClassifier(), fashion(eval_batch_size=32)
+    (scores,) = make_trainer(tmp_path).test(model, datamodule=dm, verbose=False)
+    x, y = dm.test_set.__getitems__(list(range(len(dm.test_set))))
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model.eval()(x), y)
+    assert len(dm.test_set) % 32 and scores["test/loss"] == pytest.approx(expected.item(), rel=1e-5)
