@@ -4,6 +4,7 @@ integer label, and cross-entropy from the logits (not capped by clipped probabil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -114,3 +115,40 @@ def test_test_loss_is_the_mean_over_images_with_a_short_last_batch(fashion, tmp_
     with torch.no_grad():
         expected = torch.nn.functional.cross_entropy(model.eval()(x), y)
     assert len(dm.test_set) % 32 and scores["test/loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_report_section_from_the_committed_study(tmp_path: Path) -> None:
+    """Built from the committed study (a copy) and the real-Keras fixture: each printed value with its verdict."""
+    import shutil
+
+    from fashion_lab.studies.storage import open_storage
+    from fashion_lab.studies.tutorial_report import (
+        PRINTED,
+        inside,
+        metric_values,
+        shown_digits,
+        spread,
+        tutorial_section,
+    )
+
+    shutil.copy(REPO / "reports" / "studies.db", tmp_path / "studies.db")
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    lines = tutorial_section(storage, REPO / "tests" / "fixtures" / "keras_tutorial_runs.json")
+    rows = [line for line in lines if line.startswith("| first program") or line.startswith("| second program")]
+    assert lines[0] == "## The tutorial's printed numbers" and len(rows) == 4
+    from fashion_lab.studies.report import find
+
+    study, spec = find(storage, "tutorial-fashionmnist")
+    from fashion_lab.studies.results import grid_results
+
+    results = grid_results(study, spec)
+    for row, (label, variant, metric, value) in zip(rows, PRINTED, strict=True):
+        values = metric_values(results[variant], metric, scaled=False)
+        assert len(values) >= 5 and row.startswith(f"| {label} |")
+        assert f"| {inside(value, values)} |" in row
+        assert f"| {spread(values, shown_digits(variant, metric))} ({len(values)} seeds) |" in row
+        assert "tf.keras 2.15.0" in row  # real Keras beside it
+    assert inside(1.0, [2.0, 3.0]).startswith("outside") and inside(2.5, [2.0, 3.0]) == "inside"
+    assert any("class 2 is Pullover" in line for line in lines)
+    keras = json.loads((REPO / "tests" / "fixtures" / "keras_tutorial_runs.json").read_text())["runs"]
+    assert {r["optimizer_iterations"] for r in keras if "optimizer_iterations" in r} == {4000}  # 5 × 800, batch 60
