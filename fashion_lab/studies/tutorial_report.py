@@ -168,11 +168,12 @@ def verdicts(results: dict[str, list[FrozenTrial]]) -> list[str]:
     lines = []
     for label, variant, metric, value in PRINTED:
         values, digits = metric_values(results[variant], metric, scaled=False), shown_digits(variant, metric)
-        mean, sd = statistics.fmean(values), statistics.stdev(values)
+        mean, sd = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
         where = "inside" if min(values) <= value <= max(values) else "outside"
+        distance = f"{abs(value - mean) / sd:.1f} sd" if sd else "no spread"
         lines.append(
             f"- {label[0].upper() + label[1:]}: the printed {value:.{digits}f} is {where} the {len(values)} seeds' "
-            f"range [{min(values):.{digits}f}, {max(values):.{digits}f}], {abs(value - mean) / sd:.1f} sd "
+            f"range [{min(values):.{digits}f}, {max(values):.{digits}f}], {distance} "
             f"{'below' if value < mean else 'above'} their mean{': reproduced' if where == 'inside' else ''}."
         )
     return lines
