@@ -172,7 +172,8 @@ class MLPClassifier(StepsPerExecution):
 
     def on_train_batch_start(self, batch: Batch | list[Batch], batch_idx: int) -> None:
         if self.learn_input_range:  # once per fit: one min/max, no per-step cost after the first batch
-            x = batch[0][0] if isinstance(batch, list) else batch[0]  # a steps_per_execution list: its first
+            # a steps_per_execution list of (x, y): its first x; a plain batch (x, y), a list from default_collate
+            x = batch[0][0] if isinstance(batch[0], (list, tuple)) else batch[0]
             low, high = torch.aminmax(x.detach().float())
             self.input_low.copy_(low)
             self.input_high.copy_(high)

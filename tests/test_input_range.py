@@ -96,3 +96,15 @@ def test_silent_on_pictures_and_loud_on_the_cli_test(
     data = ["--data.data_dir", str(fashion_dir), "--data.unscaled_test_images", "true"]
     cli_main(["test", "--ckpt_path", str(fashion_checkpoint), *data, *QUIET])
     assert len(scale_warnings(caught)) == 1
+
+
+def test_learned_from_plain_dataloaders_and_steps_per_execution_lists(fashion, tmp_path: Path) -> None:
+    """default_collate makes a plain batch a list [x, y]; a steps_per_execution batch is a list of (x, y)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.rand(64, 1, 28, 28) * 0.5 + 0.25  # [0.25, 0.75]: not an image's [0, 1]
+    model = MLPClassifier(hidden=[16])
+    make_trainer(tmp_path, max_steps=2).fit(model, DataLoader(TensorDataset(x, torch.arange(64) % 10), batch_size=32))
+    assert (model.input_low.item(), model.input_high.item()) == pytest.approx((x[:32].min(), x[:32].max()))
+    model = trained(fashion(steps_per_execution=4), tmp_path)
+    assert (model.input_low.item(), model.input_high.item()) == (0.0, 1.0)
