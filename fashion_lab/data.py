@@ -45,6 +45,9 @@ class ImageDataModule(L.LightningDataModule):
             paid once per list; 1 gives plain `(x, y)` batches.
         eval_batch_size: samples per validation, test and predict batch (Keras' `validation_batch_size`); the
             metrics do not depend on it, and large batches pay the framework's per-batch cost less often.
+        unscaled_test_images: test and predict on the raw 0..255 pixels instead of x / 255 (and `normalize`), as the
+            tutorial's `evaluate(x_test)` did by mistake (configs/tutorial_as_printed.yaml); training and validation
+            stay scaled. Off by default: never use it except to reproduce that slip.
     """
 
     name: ClassVar[str]  # folder under data_dir, as in torchvision: <data_dir>/<name>/raw/
@@ -67,6 +70,7 @@ class ImageDataModule(L.LightningDataModule):
         num_workers: int = 0,
         steps_per_execution: int = 1,
         eval_batch_size: int = 1024,
+        unscaled_test_images: bool = False,
     ) -> None:
         super().__init__()
         # Messages in this module's older wording, which tests/test_data.py and tests/test_reliability.py pin down
@@ -88,6 +92,7 @@ class ImageDataModule(L.LightningDataModule):
         self.batch_size, self.val_split, self.split, self.seed = batch_size, val_split, split, seed
         self.download, self.normalize, self.num_workers = download, normalize, num_workers
         self.steps_per_execution, self.eval_batch_size = steps_per_execution, eval_batch_size
+        self.unscaled_test_images = unscaled_test_images
         self.train_set = self.val_set = self.test_set = None
         self.mean, self.std = 0.0, 1.0
 
@@ -133,7 +138,7 @@ class ImageDataModule(L.LightningDataModule):
         if stage in ("test", "predict") and self.test_set is None:
             if self.normalize and self.train_set is None:
                 self.setup("fit")  # the test set is standardised with the training split's statistics
-            self.test_set = InMemoryImages(*self._load(2), self.mean, self.std)
+            self.test_set = InMemoryImages(*self._load(2), self.mean, self.std, unscaled=self.unscaled_test_images)
 
     def state_dict(self) -> dict[str, float]:
         """The training split's pixel mean and std (0 and 1 without `normalize`): Lightning saves them in every

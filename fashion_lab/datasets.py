@@ -21,11 +21,14 @@ class InMemoryImages(Dataset):
 
     `__getitems__` lets the standard DataLoader fetch a batch with one tensor index instead of N item calls;
     the float conversion happens per batch, so the set itself stays uint8 (1 byte per pixel). Without labels
-    (pictures to predict) a batch is the images alone.
+    (pictures to predict) a batch is the images alone. `unscaled` hands out the raw 0..255 pixel values instead
+    (the tutorial's `evaluate(x_test)` slip, reproduced on purpose).
     """
 
-    def __init__(self, images: Tensor, labels: Tensor | None, mean: float = 0.0, std: float = 1.0) -> None:
-        self.images, self.labels, self.mean, self.std = images, labels, mean, std
+    def __init__(
+        self, images: Tensor, labels: Tensor | None, mean: float = 0.0, std: float = 1.0, unscaled: bool = False
+    ) -> None:
+        self.images, self.labels, self.mean, self.std, self.unscaled = images, labels, mean, std, unscaled
 
     def __len__(self) -> int:
         return len(self.images)
@@ -37,7 +40,10 @@ class InMemoryImages(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor] | Tensor:
         idx = torch.as_tensor(indices)
         # index_select is ~5x cheaper than images[idx] for a 32-row batch (no advanced-indexing machinery)
-        x = self.images.index_select(0, idx).unsqueeze(1).float().div_(255.0)  # (B, 1, 28, 28), the seed's x / 255
+        x = self.images.index_select(0, idx).unsqueeze(1).float()  # (B, 1, 28, 28) in 0..255
+        if self.unscaled:
+            return x if self.labels is None else (x, self.labels.index_select(0, idx))
+        x = x.div_(255.0)  # the seed's x / 255
         if self.mean or self.std != 1.0:
             x = x.sub_(self.mean).div_(self.std)
         return x if self.labels is None else (x, self.labels.index_select(0, idx))

@@ -9,20 +9,23 @@ trainer.fit(MLPClassifier(lr_schedule="cosine_decay"), FashionMNISTDataModule())
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lab.errors import ConfigError, check
 from fashion_lab.fast_path import Batch, StepsPerExecution
+from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
 from fashion_lab.keras.optim import OptimizerName, ScheduleName, check_schedule, make_optimizer, make_schedule
 from fashion_lab.keras.schedules import ReduceLROnPlateau
+from fashion_lab.sources import DataError
 
 # DenseStack's options, which the model takes by name (num_classes is the model's own; the input is 28×28 pixels)
 NETWORK_OPTIONS = {
@@ -119,6 +122,12 @@ class MLPClassifier(StepsPerExecution):
         check_schedule(**self._options_of(check_schedule))
         make_optimizer([torch.zeros(1, requires_grad=True)], **self._options_of(make_optimizer))  # checks them now
         self.example_input_array = torch.zeros(1, 1, 28, 28)
+        # The training inputs' range, saved in the state dict, so that a test or prediction on inputs scaled
+        # otherwise (the tutorial's evaluate(x_test) on 0..255) warns, also from a direct model(x). NaN = unknown.
+        self.register_buffer("input_low", torch.tensor(float("nan")))
+        self.register_buffer("input_high", torch.tensor(float("nan")))
+        self.register_load_state_dict_pre_hook(_unknown_input_range)  # older state dicts lack the two buffers
+        self.learn_input_range = self.input_range_warned = False
         # Training statistics are sums kept on the device, logged once per epoch: a `self.log` per step costs ~0.6 ms
         # in Lightning and a torchmetrics update ~0.1 ms, more than this network's whole step. Written by hand only
         # for that cost: Σ loss·n, Σ penalty·n, Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
@@ -154,7 +163,29 @@ class MLPClassifier(StepsPerExecution):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, 28, 28) or (B, 28, 28) images → (B, C) logits."""
+        if not self.training:  # evaluation and prediction only: training steps call self.net
+            self.check_input_range(x)
         return self.net(x)
+
+    def on_fit_start(self) -> None:
+        self.learn_input_range = True  # from the first training batch: whatever data, module or plain loader
+
+    def on_train_batch_start(self, batch: Batch | list[Batch], batch_idx: int) -> None:
+        if self.learn_input_range:  # once per fit: one min/max, no per-step cost after the first batch
+            # a steps_per_execution list of (x, y): its first x; a plain batch (x, y), a list from default_collate
+            x = batch[0][0] if isinstance(batch[0], (list, tuple)) else batch[0]
+            low, high = torch.aminmax(x.detach().float())
+            self.input_low.copy_(low)
+            self.input_high.copy_(high)
+            self.learn_input_range = self.input_range_warned = False
+
+    def check_input_range(self, x: Tensor) -> None:
+        """Warn once if `x` lies far outside the training inputs' range (never while tracing or compiling)."""
+        if self.input_range_warned or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
+        if message := far_outside(x, self.input_low, self.input_high):
+            warnings.warn(f"{type(self).__name__}: {message}", InputScaleWarning, stacklevel=3)
+            self.input_range_warned = True
 
     def _losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Logits, the loss Keras reports (data loss + regularization penalties), and the penalties alone (or None)."""
@@ -195,13 +226,16 @@ class MLPClassifier(StepsPerExecution):
         logits, loss, _ = self._losses(x, y)  # as Keras' evaluate(): with the regularization penalties
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
-        getattr(self, f"{stage}_loss").update(loss, len(y))
+        # one value per sample: torchmetrics 1.9 ignores `weight` under nan_strategy="disable" (aggregation.py:106-107),
+        # which made the mean a mean of batch means, off when the last batch is short (27.6188 for 27.6100)
+        getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         return preds  # the TensorBoardFigures callback reads these
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        self.check_input_range(batch[0])
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
@@ -230,7 +264,11 @@ class MLPClassifier(StepsPerExecution):
         metrics.reset()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a checkpoint trained for another number of classes, with the fix."""
+        """Refuse a checkpoint trained for another number of classes, with the fix; give an older checkpoint the
+        input range its data module's scaling implies."""
+        self.input_range_warned = False
+        if "input_low" not in checkpoint.get("state_dict", {}):
+            checkpoint.setdefault("state_dict", {}).update(range_of_old_checkpoint(checkpoint))
         saved = checkpoint.get("hyper_parameters", {}).get("num_classes", self.hparams.num_classes)
         if saved != self.hparams.num_classes:
             raise ConfigError(
@@ -250,6 +288,27 @@ class MLPClassifier(StepsPerExecution):
             return {"optimizer": optimizer, "lr_scheduler": self.plateau_config(scheduler)}
         # Keras schedules count optimizer steps
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def range_of_old_checkpoint(checkpoint: dict) -> dict[str, Tensor]:
+    """A checkpoint from before the input range was kept: the range of its data module's batches, [0, 1] scaled by
+    its mean and std, if it was trained with one of the data modules (else unknown: NaN)."""
+    from fashion_lab.data import training_scaling  # the data modules' checkpoint layout
+
+    low = high = torch.tensor(float("nan"))
+    if "datamodule_hyper_parameters" in checkpoint:
+        try:
+            mean, std = training_scaling(checkpoint).values()
+            low, high = torch.tensor(-mean / std), torch.tensor((1 - mean) / std)
+        except DataError:  # normalize without the statistics saved: unknown
+            pass
+    return {"input_low": low, "input_high": high}
+
+
+def _unknown_input_range(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: a state dict without the input range (older than it) loads with the range unknown."""
+    for name in ("input_low", "input_high"):
+        state_dict.setdefault(prefix + name, torch.tensor(float("nan")))
 
 
 def _signature() -> inspect.Signature:

@@ -4,8 +4,9 @@
     python scripts/reproduce_seed.py --report-only       # the report from what the storage holds (runs nothing)
     python scripts/reproduce_seed.py --quick             # 2 seeds, 1 epoch on a fifth of the data: checks the pipeline
 
-The studies are `python -m fashion_lab.studies NAME` (loss, activation, dropout, regularization, search), in the
-default storage lightning_logs/studies.db or --storage URL; K49 studies (`--data K49DataModule`) get their own section.
+The studies are `python -m fashion_lab.studies NAME` (loss, activation, dropout, regularization, tutorial, search),
+in the default storage lightning_logs/studies.db or --storage URL; K49 studies (`--data K49DataModule`) get their own
+section.
 The report's sections are built by fashion_lab/studies/report.py; this script only runs the studies and writes it.
 Arguments this script does not know go to every fit of the studies it runs, e.g. --trainer.max_epochs 1.
 """
@@ -25,13 +26,15 @@ from fashion_lab.studies.command import main as studies_main
 from fashion_lab.studies.experiments import GRIDS
 from fashion_lab.studies.report import SECTIONS, confusion_section, grid_section, header, k49_section, search_section
 from fashion_lab.studies.storage import open_storage
+from fashion_lab.studies.tutorial_report import tutorial_section
 from fashion_lab.studies.workers import quiet_libraries
 
+KERAS_RUNS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "keras_tutorial_runs.json"  # real Keras
 QUICK_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "0.2"]  # --quick: 2 seeds of these
 
 
 def run_studies(args: argparse.Namespace) -> None:
-    """Run the four grid studies into the storage (each resumes where it stopped)."""
+    """Run the grid studies into the storage (each resumes where it stopped)."""
     for name in GRIDS:
         seeds = ["--seeds", str(args.seeds)] if args.seeds else []
         argv = [name, "--storage", args.storage, "--workers", str(args.workers), "--data", args.data, *seeds]
@@ -64,7 +67,8 @@ def main() -> None:
         run_studies(args)
     quiet_libraries()
     storage = open_storage(args.storage)
-    report = header(args.storage) + confusion_section(storage, "FashionMNISTDataModule", out)
+    report = header(args.storage) + tutorial_section(storage, KERAS_RUNS)
+    report += confusion_section(storage, "FashionMNISTDataModule", out)
     for name, heading in SECTIONS.items():
         report += grid_section(storage, name, "FashionMNISTDataModule", out, f"## {heading}")
     report += search_section(storage, "FashionMNISTDataModule", out) + k49_section(storage, out)

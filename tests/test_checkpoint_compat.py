@@ -9,6 +9,7 @@ so it holds a fast-path run's optimizer and schedule state, the data's mean and 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,26 @@ def test_old_checkpoint_loads_with_its_settings() -> None:
     hp = model.hparams
     assert (tuple(hp.hidden), hp.optimizer, hp.lr_schedule, hp.dropout) == ((1,), "sgd", "cosine_decay", 0.2)
     assert model.net.dense.weight.shape == (1, 784) and model.net.logits.weight.shape == (10, 1)
-    saved = torch.load(OLD, map_location="cpu", weights_only=True)["state_dict"]
-    for name, w in model.state_dict().items():
-        assert torch.equal(w, saved[name]), name
+    checkpoint = torch.load(OLD, map_location="cpu", weights_only=True)
+    state = model.state_dict()
+    for name, w in checkpoint["state_dict"].items():
+        assert torch.equal(state[name], w), name
+    # it predates the input range: the range its data module's batches had ([0, 1] standardised) is given instead
+    mean, std = checkpoint["MNISTDataModule"]["mean"], checkpoint["MNISTDataModule"]["std"]
+    assert 0 < mean < 1 and (state["input_low"].item(), state["input_high"].item()) == pytest.approx(
+        (-mean / std, (1 - mean) / std)
+    )
+
+
+def test_a_state_dict_without_the_input_range_loads_with_it_unknown() -> None:
+    """Plain torch, no Lightning hook: an older state dict loads (strict), the range unknown, no warning ever."""
+    old = {k: v for k, v in MLPClassifier().state_dict().items() if not k.startswith("input_")}
+    model = MLPClassifier()
+    model.load_state_dict(old)
+    assert model.input_low.isnan() and model.input_high.isnan()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.eval()(torch.full((2, 1, 28, 28), 255.0))
 
 
 def test_old_checkpoint_tests_and_resumes(in_data_folder: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import warnings
+from typing import Literal
 
 import lightning as L
 import torch
@@ -72,6 +73,13 @@ class FashionLabCLI(LightningCLI):
             type=bool,
             default=True,
             help="fit only: evaluate the test set with the best checkpoint when training ends, as Keras' evaluate",
+        )
+        parser.add_argument(
+            "--test_weights",
+            type=Literal["best", "final"],
+            default="best",
+            help="fit only: the weights that test evaluates: best (the best val/acc checkpoint) or final (the weights "
+            "training ended with, as Keras' evaluate after fit; configs/tutorial_as_printed.yaml)",
         )
         parser.add_argument(
             "--output",
@@ -169,7 +177,8 @@ class FashionLabCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config.fit.test_after_fit or self.trainer.interrupted:
             return
-        ckpt = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+        best = self.config.fit.test_weights == "best" and self.trainer.checkpoint_callback
+        ckpt = self.trainer.checkpoint_callback.best_model_path if best else ""
         (scores,) = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None, verbose=False)
         print(
             f"Test ({'checkpoint ' + os.path.basename(ckpt) if ckpt else 'last weights'}): "

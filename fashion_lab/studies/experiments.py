@@ -13,6 +13,15 @@ import optuna
 
 from fashion_lab.keras.layers import Activation
 
+# configs/tutorial_as_printed.yaml as overrides of the seed's settings (tests/test_tutorial.py checks they agree)
+TUTORIAL_AS_PRINTED = {
+    "data.batch_size": 60,
+    "data.eval_batch_size": 32,
+    "data.unscaled_test_images": True,
+    "test_weights": "final",
+}
+TUTORIAL_MSE = {"model.loss": "mse", "model.one_hot_targets": False}
+
 # Each grid maps a variant's name to its overrides of the seed's settings (fit options without the leading "--").
 # The first variant is the seed's own network: every comparison in the report is made against it.
 GRIDS: dict[str, dict[str, dict[str, Any]]] = {
@@ -37,6 +46,12 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         **{f"l1_l2 {s:g}": {"model.kernel_regularizer": "l1_l2", "model.l1": s, "model.l2": s} for s in (1e-5, 1e-4)},
         # Keras' decoupled decay w -= lr·wd·w (Adam(weight_decay=wd) is Keras' AdamW); 0.004 is AdamW's default
         **{f"weight decay {wd:g}": {"model.weight_decay": wd} for wd in (0.004, 0.04, 0.4)},
+    },
+    # The tutorial's two printed runs as its Keras calls ran them (configs/tutorial_as_printed*.yaml): batch 60 from
+    # steps_per_epoch=800, and evaluate(x_test) on the unscaled images; each trial is also tested on x / 255.
+    "tutorial": {
+        "cross_entropy, as printed": TUTORIAL_AS_PRINTED,
+        "mse on integer labels, as printed": TUTORIAL_AS_PRINTED | TUTORIAL_MSE,
     },
 }
 

@@ -25,7 +25,7 @@ from fashion_lab import MLPClassifier
 from fashion_lab.plots import confusion_matrix_figure, most_confused
 from fashion_lab.studies.command import DEFAULT_STORAGE
 from fashion_lab.studies.definition import GridStudy, StudyDefinition, study_name
-from fashion_lab.studies.experiments import GRIDS, SEARCH
+from fashion_lab.studies.experiments import SEARCH
 from fashion_lab.studies.results import grid_results
 from fashion_lab.studies.stats import mean_sd, verdict, welch
 from fashion_lab.studies.storage import load
@@ -251,7 +251,7 @@ def optuna_figures(s: optuna.Study, tag: str, out: Path) -> list[str]:
 def k49_section(storage: Any, out: Path) -> list[str]:
     """K49's studies (balanced accuracy), or how to get its files."""
     heading = ["## Homework: Kuzushiji-49", ""]
-    names = [n for n in GRIDS if find(storage, study_name(n, "K49DataModule"))]
+    names = [n for n in SECTIONS if find(storage, study_name(n, "K49DataModule"))]
     if not names and not find(storage, study_name(SEARCH, "K49DataModule")):
         mirror = fashion_lab.K49DataModule.mirrors[0]
         return [

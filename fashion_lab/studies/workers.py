@@ -28,6 +28,7 @@ from fashion_lab.studies.definition import StudyDefinition, study_name
 from fashion_lab.studies.experiments import as_args
 from fashion_lab.studies.recorder import TrialRecorder
 from fashion_lab.studies.results import progress
+from fashion_lab.studies.scaled_test import scaled_test
 from fashion_lab.studies.storage import StudyError, claim, load, open_storage, requeue, trial_id
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -148,6 +149,7 @@ def record(
     best_val = max((v for v in curves.get(f"val/{spec.metric}", []) if v is not None), default=float("nan"))
     attrs = {"test": scores, "curves": curves, "best_val": best_val, "seconds": seconds}
     attrs |= {"confusion": recorder.confmat.compute().tolist(), "weights": recorder.weights()}
+    attrs |= scaled_test(trainer, recorder)  # the tutorial's unscaled test: also on x / 255
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     value, line = spec.score(scores[spec.metric], best_val)
