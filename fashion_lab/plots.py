@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.font_manager import FontProperties
+    from PIL import ImageDraw
 
 # Fonts with hiragana, first found wins: Debian's fonts-ipafont-gothic (apt-get install fonts-ipafont-gothic), Noto CJK
 CJK_FONT_FILES = (
@@ -134,8 +135,8 @@ def image_grid_figure(images: Tensor, titles: list[str], ncols: int = 8) -> Figu
 # subplot pairs were; boxes are (left, top, right, bottom) inside a cell.
 SHEET_DPI = 100
 SHEET_CELL = (400, 230)
-SHEET_IMAGE_BOX = (25, 20, 175, 170)
-SHEET_BARS_BOX = (215, 20, 385, 170)  # probability 1 = the box's full height
+SHEET_IMAGE_BOX = (35, 20, 185, 170)  # the caption below, up to ~200 px wide, stays inside
+SHEET_BARS_BOX = (225, 20, 390, 170)  # probability 1 = the box's full height
 BAR_COLOURS = {"grey": "#777777", "tab:red": "#d62728", "tab:blue": "#1f77b4", "black": "#000000"}
 
 
@@ -182,40 +183,47 @@ def prediction_sheet_figure(
 
 
 def _sheet_canvas(images: Tensor, probs: Tensor, targets: list[int | None], ncols: int) -> np.ndarray:
-    """The sheet's pixels (H, W, 3) uint8: each image scaled into its box, its bars, their class numbers."""
-    from PIL import Image, ImageDraw, ImageFont
+    """The sheet's pixels (H, W, 3) uint8: each image scaled into its box, beside its bars."""
+    from PIL import Image, ImageDraw
 
-    n, c = probs.shape
+    n = len(probs)
     images = images.detach().cpu().float().reshape(n, *images.shape[-2:])
     low, high = images.min(), images.max()
     pixels = _to_uint8((images - low) / (high - low).clamp(min=1e-6))
-    (width, height), (il, it, ir, ib), (bl, bt, br, bb) = SHEET_CELL, SHEET_IMAGE_BOX, SHEET_BARS_BOX
+    (width, height), (left, top, right, bottom) = SHEET_CELL, SHEET_IMAGE_BOX
     sheet = Image.new("RGB", (width * ncols, height * -(-n // ncols)), "white")
     draw = ImageDraw.Draw(sheet)
-    digits = ImageFont.truetype(_candidate_fonts()[0], 10)  # matplotlib's default font, 7 pt
-    slot, side = (br - bl) / c, min(ir - il, ib - it)
+    side = min(right - left, bottom - top)
     for i in range(n):
         x0, y0 = (i % ncols) * width, (i // ncols) * height
         picture = Image.fromarray(pixels[i].numpy())
         scale = side / max(picture.size)  # nearest neighbour: the model's pixels stay visible as squares
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.NEAREST)
-        sheet.paste(picture, (x0 + (il + ir - picture.width) // 2, y0 + (it + ib - picture.height) // 2))
-        draw.rectangle((x0 + bl - 1, y0 + bt - 1, x0 + br, y0 + bb), outline="black")  # the bars' frame
-        predicted, t = int(probs[i].argmax()), targets[i]
-        for j, p in enumerate(probs[i].tolist()):
-            colour = "grey"
-            if j == predicted:
-                colour = "black" if t is None else "tab:red"
-            if j == t:
-                colour = "tab:blue"
-            centre = x0 + bl + (j + 0.5) * slot
-            top = y0 + bb - round(p * (bb - bt))
-            if top < y0 + bb:
-                draw.rectangle((round(centre - 0.4 * slot), top, round(centre + 0.4 * slot) - 1, y0 + bb - 1),
-                               fill=BAR_COLOURS[colour])  # fmt: skip
-            if c <= ANNOTATE_MAX_CLASSES:
-                draw.text((centre, y0 + bb + 2), str(j), fill="black", font=digits, anchor="mt")
-    return np.asarray(sheet.convert("RGBA"))
+        sheet.paste(picture, (x0 + (left + right - picture.width) // 2, y0 + (top + bottom - picture.height) // 2))
+        _draw_bars(draw, (x0, y0), probs[i].tolist(), targets[i])
+    return np.asarray(sheet)
+
+
+def _draw_bars(draw: ImageDraw.ImageDraw, origin: tuple[int, int], probs: list[float], target: int | None) -> None:
+    """One image's bars in its cell at `origin`: framed, grey, the predicted red (black without a target), the true
+    blue; the class numbers below them (≤ 10 classes), in matplotlib's default font at 7 pt."""
+    from PIL import ImageFont
+
+    (x0, y0), (left, top, right, bottom) = origin, SHEET_BARS_BOX
+    left, top, right, bottom = left + x0, top + y0, right + x0, bottom + y0
+    draw.rectangle((left - 1, top - 1, right, bottom), outline="black")
+    digits = ImageFont.truetype(_candidate_fonts()[0], 10) if len(probs) <= ANNOTATE_MAX_CLASSES else None
+    predicted, slot = probs.index(max(probs)), (right - left) / len(probs)
+    for j, p in enumerate(probs):
+        colour = "tab:blue" if j == target else "grey"
+        if j == predicted and j != target:
+            colour = "black" if target is None else "tab:red"
+        centre, height = left + (j + 0.5) * slot, round(p * (bottom - top))
+        if height:
+            box = (round(centre - 0.4 * slot), bottom - height, round(centre + 0.4 * slot) - 1, bottom - 1)
+            draw.rectangle(box, fill=BAR_COLOURS[colour])
+        if digits:
+            draw.text((centre, bottom + 2), str(j), fill="black", font=digits, anchor="mt")
 
 
 def _to_uint8(images: Tensor) -> Tensor:
