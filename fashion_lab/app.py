@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +19,9 @@ from jsonargparse import Namespace
 from torch.utils.data import DataLoader
 
 # The CLI's own checkpoint handling, so that the page accepts and refuses exactly what `predict` does.
-from fashion_lab.cli import CheckpointError, read_checkpoint, user_error_message
+from fashion_lab.cli import CheckpointError, read_checkpoint
 from fashion_lab.cli.checkpoints import resolve_ckpt_path
+from fashion_lab.cli.user_errors import exit_on_user_error
 from fashion_lab.data import ImageFiles, keep_batch, training_scaling
 from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
@@ -187,11 +187,8 @@ def main(args: list[str] | None = None) -> None:
     try:
         auto_cli(serve, args=args, as_positional=False, prog="python -m fashion_lab.app")
     except Exception as e:
-        message = user_error_message(e)
-        if message is None or os.environ.get("FASHION_LAB_DEBUG"):
-            raise
-        print(f"error: {message}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
-        sys.exit(1)
+        exit_on_user_error(e)
+        raise
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from fashion_lab.cli.signals import (
     quiet_lightning_stop_notices,
     stopped_message,
 )
-from fashion_lab.cli.user_errors import lightning_refused, user_error_message
+from fashion_lab.cli.user_errors import exit_on_user_error, lightning_refused
 from fashion_lab.errors import ConfigError
 from fashion_lab.model import MLPClassifier
 from fashion_lab.predictions import CSVPredictionWriter
@@ -256,11 +256,8 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
             )
             sys.exit(EXIT_STATUS[stop_signals.received])
         except Exception as e:
-            message = user_error_message(e)
-            if message is None or os.environ.get("FASHION_LAB_DEBUG"):
-                raise
-            print(f"error: {message}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
-            sys.exit(1)
+            exit_on_user_error(e)
+            raise
 
 
 def make_cli(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import sys
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -19,6 +21,16 @@ def user_error_message(e: BaseException) -> str | None:
     """The one line a user's mistake behind `e` deserves, or None when `e` is a bug (it keeps its traceback)."""
     user_error = _user_error(e)
     return None if user_error is None else _message(user_error)
+
+
+def exit_on_user_error(e: BaseException) -> None:
+    """For a user's mistake: print its one `error:` line and exit 1. For a bug (or FASHION_LAB_DEBUG=1): return, and
+    the caller re-raises it with its traceback."""
+    message = user_error_message(e)
+    if message is None or os.environ.get("FASHION_LAB_DEBUG"):
+        return
+    print(f"error: {message}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
+    sys.exit(1)
 
 
 def _user_error(e: BaseException) -> BaseException | None:
