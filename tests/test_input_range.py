@@ -105,6 +105,7 @@ def test_learned_from_plain_dataloaders_and_steps_per_execution_lists(fashion, t
     x = torch.rand(64, 1, 28, 28) * 0.5 + 0.25  # [0.25, 0.75]: not an image's [0, 1]
     model = MLPClassifier(hidden=[16])
     make_trainer(tmp_path, max_steps=2).fit(model, DataLoader(TensorDataset(x, torch.arange(64) % 10), batch_size=32))
-    assert (model.input_low.item(), model.input_high.item()) == pytest.approx((x[:32].min(), x[:32].max()))
+    first_batch = (x[:32].min().item(), x[:32].max().item())
+    assert (model.input_low.item(), model.input_high.item()) == pytest.approx(first_batch)
     model = trained(fashion(steps_per_execution=4), tmp_path)
     assert (model.input_low.item(), model.input_high.item()) == (0.0, 1.0)

@@ -78,6 +78,7 @@ def test_callback_logs_the_table_at_fit_start(fashion, caplog: pytest.LogCapture
     """A library user's Trainer: the callback's table, through Lightning's summary logger; no default one beside."""
     logger = logging.getLogger("lightning.pytorch.callbacks.model_summary")
     logger.addHandler(caplog.handler)  # Lightning's loggers do not propagate to the root that caplog watches
+    caplog.set_level(logging.INFO, logger=logger.name)  # a study run in this process quiets "lightning.pytorch"
     try:
         trainer = L.Trainer(fast_dev_run=1, callbacks=[KerasSummary()], logger=False, enable_progress_bar=False)
         trainer.fit(MLPClassifier(), datamodule=fashion(batch_size=32))
