@@ -224,3 +224,14 @@ def test_flush_denormal_is_the_default_and_can_be_turned_off(option: list[str], 
         assert (denormal == 0.0) is flushed, denormal
     finally:
         torch.set_flush_denormal(False)  # the process-wide default for the tests that follow
+
+
+def test_a_plain_torch_file_is_one_error_line(tmp_path: Path) -> None:
+    """`torch.save` of a dict is not a checkpoint: one line naming it, not Lightning's KeyError traceback."""
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "plain.ckpt")
+    result = run_cli(["predict", "--ckpt_path", "plain.ckpt", *SYNTHETIC], tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.splitlines()[0] == (
+        "error: checkpoint plain.ckpt holds no model weights and settings (not written by fit). "
+        "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
+    )

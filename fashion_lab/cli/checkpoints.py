@@ -42,7 +42,7 @@ def read_checkpoint(path: str) -> dict:
     CheckpointError naming the file for whatever else it holds."""
     fix = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if found is None:
@@ -57,6 +57,10 @@ def read_checkpoint(path: str) -> dict:
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a checkpoint ({type(e).__name__}: {e}). {fix}"
         ) from e
+    if not (isinstance(checkpoint, dict) and {"state_dict", "hyper_parameters"} <= checkpoint.keys()):
+        # a plain torch.save file (a state dict, a tensor): Lightning would fail on a missing key, naming no file
+        raise CheckpointError(f"checkpoint {path} holds no model weights and settings (not written by fit). {fix}")
+    return checkpoint
 
 
 def data_defaults(checkpoint: dict, path: str) -> dict[str, Any] | None:
