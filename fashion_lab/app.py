@@ -20,14 +20,13 @@ from torch.utils.data import DataLoader
 
 # The CLI's own checkpoint handling, so that the page accepts and refuses exactly what `predict` does.
 from fashion_lab.cli import CheckpointError, read_checkpoint
-from fashion_lab.cli.checkpoints import resolve_ckpt_path
+from fashion_lab.cli.checkpoints import CKPT_FIX, resolve_ckpt_path
 from fashion_lab.cli.user_errors import exit_on_user_error
 from fashion_lab.data import ImageFiles, keep_batch, training_scaling
 from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, prepare, read_grey
 
-CKPT_FIX = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
 SHOWN_SCALE = 8  # the 28×28 drawn 224×224, each pixel a block: the model's pixels, not the browser's smoothing
 
 

@@ -37,29 +37,31 @@ def checkpoint_callbacks() -> list[ModelCheckpoint]:
     return [best, ModelCheckpoint(filename="last", enable_version_counter=False)]
 
 
+CKPT_FIX = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
+
+
 def read_checkpoint(path: str) -> dict:
     """torch.load with weights_only=True (tensors and plain data only: a crafted pickle cannot run code), and one
     CheckpointError naming the file for whatever else it holds."""
-    fix = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if found is None:
             raise CheckpointError(
-                f"checkpoint {path} is truncated or not a checkpoint (unreadable pickle). {fix}"
+                f"checkpoint {path} is truncated or not a checkpoint (unreadable pickle). {CKPT_FIX}"
             ) from e
         raise CheckpointError(
             f"checkpoint {path} holds a Python object ({found.group(1)}) that would run code when loaded; refused. "
-            f"{fix} Load only checkpoints from a source you trust."
+            f"{CKPT_FIX} Load only checkpoints from a source you trust."
         ) from e
     except Exception as e:  # torch.load fails on a bad file with errors of many types, none naming the file
         raise CheckpointError(
-            f"checkpoint {path} is truncated or not a checkpoint ({type(e).__name__}: {e}). {fix}"
+            f"checkpoint {path} is truncated or not a checkpoint ({type(e).__name__}: {e}). {CKPT_FIX}"
         ) from e
     if not (isinstance(checkpoint, dict) and {"state_dict", "hyper_parameters"} <= checkpoint.keys()):
         # a plain torch.save file (a state dict, a tensor): Lightning would fail on a missing key, naming no file
-        raise CheckpointError(f"checkpoint {path} holds no model weights and settings (not written by fit). {fix}")
+        raise CheckpointError(f"checkpoint {path} holds no model weights and settings (not written by fit). {CKPT_FIX}")
     return checkpoint
 
 
