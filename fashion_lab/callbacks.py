@@ -16,8 +16,10 @@ from functools import partial
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -33,8 +35,8 @@ class TensorBoardFigures(L.Callback):
 
     Reads the predictions that the model's validation/test steps return, and the model's `class_names`; the
     probabilities of the `test/predictions` images come from one extra forward pass over those few images.
-    The figures are drawn in one background thread while training goes on (matplotlib's object-oriented Figure,
-    one at a time); `teardown` waits for them, so the event files are complete when `fit` or `test` returns.
+    The figures are painted (PIL, `fashion_lab.plots`) and encoded in one background thread while training goes
+    on; `teardown` waits for them, so the event files are complete when `fit` or `test` returns.
 
     Args:
         max_images: images in each grid.
@@ -146,12 +148,16 @@ class TensorBoardFigures(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._finish(raise_errors=False)  # the run's own error is the one to see
 
-    def _draw(self, tag: str, make_figure: Callable[[], Any], step: int) -> None:
+    def _draw(self, tag: str, make_figure: Callable[[], Image.Image], step: int) -> None:
         """Draw and write a figure in the background thread; its data must be copies the run does not change."""
         if self.drawing is None:
             self.drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="TensorBoardFigures")
         writer = self.writer
-        self.pending.append(self.drawing.submit(lambda: writer.add_figure(tag, make_figure(), step)))
+
+        def write() -> None:
+            writer.add_image(tag, np.asarray(make_figure()), step, dataformats="HWC")  # (H, W, 3) uint8
+
+        self.pending.append(self.drawing.submit(write))
 
     def _finish(self, raise_errors: bool = True) -> None:
         """Wait for the figures still being drawn (a drawing error is raised here, in the run's thread)."""

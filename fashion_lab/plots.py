@@ -1,25 +1,23 @@
-"""Figures for TensorBoard and `predict`: the confusion matrix, the most-confused pairs, labelled image grids, and
-the TF tutorial's sheet of images beside their probability bars.
+"""Figures for TensorBoard, `predict` and the study report: the confusion matrix, the most-confused pairs, labelled
+image grids, and the TF tutorial's sheet of images beside their probability bars.
 
-matplotlib is imported inside the drawing functions, so importing the package (and training without figures)
-never pays for it. Figures are built with `matplotlib.figure.Figure` directly: no pyplot state, no GUI backend.
+Each figure is one RGB `PIL.Image.Image`: TensorBoard takes it as an image (`add_image`), `predict` and the report
+save it as PNG. They are painted with PIL by hand, although matplotlib (and torchmetrics' `.plot`) draw such figures:
+matplotlib's text layout took ~0.15 s for one 10-class confusion matrix (its 100 counts) and ~1 s for the figures of a
+seed `fit`, whose figures may cost 0.3 s in all; PIL paints a confusion matrix in a few milliseconds. matplotlib is
+only where its files are needed: its DejaVu Sans font, and the glyph check of non-ASCII labels.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-    from matplotlib.font_manager import FontProperties
-    from PIL import ImageDraw
 
 # Fonts with hiragana, first found wins: Debian's fonts-ipafont-gothic (apt-get install fonts-ipafont-gothic), Noto CJK
 CJK_FONT_FILES = (
@@ -28,7 +26,20 @@ CJK_FONT_FILES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
 )
 CJK_FONT_FAMILIES = ("IPAGothic", "IPAPGothic", "Noto Sans CJK JP", "Noto Sans JP", "TakaoGothic", "VL Gothic")
-ANNOTATE_MAX_CLASSES = 10  # beyond this, cell counts are unreadable: colour only, on a larger canvas
+ANNOTATE_MAX_CLASSES = 10  # beyond this, cell counts are unreadable: colour only
+# matplotlib's "Blues": ColorBrewer's 9 steps (matplotlib's _cm._Blues_data) spread linearly over its 256 entries
+BLUES_STEPS = [(247, 251, 255), (222, 235, 247), (198, 219, 239), (158, 202, 225), (107, 174, 214), (66, 146, 198),
+               (33, 113, 181), (8, 81, 156), (8, 48, 107)]  # fmt: skip
+BLUES = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, 9), c) for c in zip(*BLUES_STEPS, strict=True)])
+BLUES = BLUES.T.round().astype(np.uint8)  # (256, 3)
+COLOURS = {"grey": "#777777", "tab:red": "#d62728", "tab:blue": "#1f77b4", "black": "#000000"}  # matplotlib's tab:*
+
+
+@cache
+def default_font_file() -> str:
+    """matplotlib's own DejaVu Sans (always installed with it), found without importing matplotlib."""
+    (package,) = importlib.util.find_spec("matplotlib").submodule_search_locations
+    return str(Path(package) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf")
 
 
 def _covers(path: str, text: str) -> bool:
@@ -43,8 +54,7 @@ def _covers(path: str, text: str) -> bool:
 def _candidate_fonts() -> tuple[str, ...]:
     from matplotlib import font_manager
 
-    found = [font_manager.findfont(font_manager.FontProperties())]  # matplotlib's default (DejaVu Sans)
-    found += [f for f in CJK_FONT_FILES if Path(f).is_file()]
+    found = [default_font_file(), *(f for f in CJK_FONT_FILES if Path(f).is_file())]
     for family in CJK_FONT_FAMILIES:
         try:
             found.append(font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False))
@@ -53,47 +63,97 @@ def _candidate_fonts() -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def label_font(labels: list[str]) -> tuple[FontProperties | None, list[str]]:
-    """A font that draws every label, or (None, code-point labels like "U+3042") so a figure never shows tofu."""
-    from matplotlib.font_manager import FontProperties
-
+def label_font(labels: list[str]) -> tuple[str | None, list[str]]:
+    """The file of a font that draws every label, or (None, code-point labels like "U+3042") so a figure never shows
+    tofu; None stands for the default font."""
     text = "".join(labels)
+    if text.isascii():  # DejaVu Sans has every ASCII glyph
+        return default_font_file(), labels
     for path in _candidate_fonts():
         if _covers(path, text):
-            return FontProperties(fname=path), labels
+            return path, labels
     return None, [label if label.isascii() else "/".join(f"U+{ord(c):04X}" for c in label) for label in labels]
 
 
-def confusion_matrix_figure(confmat: Tensor, labels: list[str], title: str = "Confusion matrix") -> Figure:
-    """True classes on rows, predictions on columns; colour = row-normalised (recall), text = counts (≤ 10 classes)."""
-    from matplotlib.figure import Figure
+@cache
+def font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
+    """A font file at `size` pixels (10 pt at matplotlib's 100 dpi is 14 px); None: the default font."""
+    return ImageFont.truetype(path or default_font_file(), size)
 
+
+def text_turned(canvas: Image.Image, xy: tuple[float, float], text: str, face: ImageFont.FreeTypeFont, angle: int,
+                fill: str = "black", at: str = "centre") -> None:  # fmt: skip
+    """Text turned `angle` degrees anticlockwise (PIL draws text only level), its centre or its end ("end": the top
+    right corner, where a 45° or 90° label ends) at `xy`."""
+    left, top, right, bottom = face.getbbox(text)
+    mask = Image.new("L", (right - left, bottom - top))
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=face)
+    mask = mask.rotate(angle, resample=Image.BICUBIC, expand=True)
+    x, y = (xy[0] - mask.width, xy[1]) if at == "end" else (xy[0] - mask.width / 2, xy[1] - mask.height / 2)
+    x, y = round(x), round(y)
+    canvas.paste(ImageColor.getrgb(fill), (x, y, x + mask.width, y + mask.height), mask)
+
+
+def confusion_matrix_figure(confmat: Tensor, labels: list[str], title: str = "Confusion matrix") -> Image.Image:
+    """True classes on rows, predictions on columns; colour = row-normalised (recall) in matplotlib's Blues with its
+    colour bar, text = counts (≤ 10 classes). The margins are measured from the labels, so long class names fit."""
     n = len(labels)
-    font, labels = label_font(labels)
+    file, labels = label_font(labels)
     counts = confmat.detach().cpu().long()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    side = 7 if n <= ANNOTATE_MAX_CLASSES else max(12, 0.3 * n)
-    fig = Figure(figsize=(side + 1, side))
-    # Fixed margins in inches (room for "T-shirt/top" and the rotated ticks): matplotlib's constrained layout
-    # would double the cost of drawing this figure every validation epoch.
-    left, bottom = (1.5, 1.4) if n <= ANNOTATE_MAX_CLASSES else (0.9, 0.9)
-    fig.subplots_adjust(left=left / (side + 1), bottom=bottom / side, right=0.98, top=1 - 0.5 / side)
-    ax = fig.add_subplot()
-    image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, label="fraction of the true class", shrink=0.8)
     few = n <= ANNOTATE_MAX_CLASSES
-    rotation = 0 if max(map(len, labels)) <= 2 else (45 if few else 90)  # single kana stand upright
-    ax.set_xticks(range(n), labels, rotation=rotation, fontproperties=font)
-    ax.set_yticks(range(n), labels, fontproperties=font)
-    ax.tick_params(labelsize=10 if few else 12)
-    ax.set(xlabel="Predicted class", ylabel="True class", title=title)
+    cell, ticks, small = (50, font(file, 14), font(None, 13)) if few else (20, font(file, 15), font(None, 13))
+    upright = max(map(len, labels)) <= 2  # single kana stand upright; longer labels turn 45° (≤ 10) or 90°
+    angle = 0 if upright else (45 if few else 90)
+    label_width = max(ticks.getlength(s) for s in labels)
+    line = font(None, 14).size + 4  # one line of axis-label text
+    x0 = round(10 + line + 8 + label_width + 8)  # the matrix's left edge: axis label, tick labels, tick marks
+    y0 = 10 + line + 10  # below the title
+    side = n * cell
+    x1, y1 = x0 + side, y0 + side
+    tick_depth = line if upright else round(label_width * (0.71 if few else 1.0) + 0.71 * line)
+    bar_left, bar_top, bar_bottom = x1 + 25, y0 + side // 10, y1 - side // 10  # a colour bar 0.8 of the matrix high
+    width, height = round(bar_left + 18 + 6 + small.getlength("0.0") + 8 + line + 10), y1 + 8 + tick_depth + line + 16
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    shades = (rates.numpy() * 255).round().astype(np.uint8)
+    canvas.paste(Image.fromarray(BLUES[shades]).resize((side, side), Image.NEAREST), (x0, y0))
+    draw.rectangle((x0 - 1, y0 - 1, x1, y1), outline="black")
+    for k, label in enumerate(labels):
+        centre = x0 + (k + 0.5) * cell, y0 + (k + 0.5) * cell
+        draw.line((x0 - 5, centre[1], x0 - 1, centre[1]), fill="black")
+        draw.text((x0 - 8, centre[1]), label, fill="black", font=ticks, anchor="rm")
+        draw.line((centre[0], y1, centre[0], y1 + 4), fill="black")
+        if upright:
+            draw.text((centre[0], y1 + 8), label, fill="black", font=ticks, anchor="mt")
+        else:
+            text_turned(canvas, (centre[0] + 4, y1 + 8), label, ticks, angle, at="end")
     if few:
-        for (i, j), count in zip(
-            torch.cartesian_prod(torch.arange(n), torch.arange(n)).tolist(), counts.flatten(), strict=True
-        ):
+        for (i, j), count in np.ndenumerate(counts.numpy()):
             colour = "white" if rates[i, j] > 0.5 else "black"
-            ax.text(j, i, str(count.item()), ha="center", va="center", fontsize=9, color=colour)
-    return fig
+            draw.text((x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell), str(count), fill=colour, font=small, anchor="mm")
+    axis = font(None, 14)
+    draw.text(((x0 + x1) / 2, 10), title, fill="black", font=font(None, 16), anchor="mt")
+    draw.text(((x0 + x1) / 2, y1 + 8 + tick_depth + 8), "Predicted class", fill="black", font=axis, anchor="mt")
+    text_turned(canvas, (10 + line / 2, (y0 + y1) / 2), "True class", axis, 90)
+    _colour_bar(canvas, (bar_left, bar_top, bar_left + 18, bar_bottom), small, axis)
+    return canvas
+
+
+def _colour_bar(canvas: Image.Image, box: tuple[int, int, int, int], ticks: ImageFont.FreeTypeFont,
+                axis: ImageFont.FreeTypeFont) -> None:  # fmt: skip
+    """Blues from 1 (top) to 0 (bottom) in `box`, ticks every 0.2, and its label turned 90° to its right."""
+    left, top, right, bottom = box
+    ramp = BLUES[np.linspace(255, 0, bottom - top).round().astype(int)]  # (height, 3): one colour per row
+    canvas.paste(Image.fromarray(np.repeat(ramp[:, None], right - left, axis=1)), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((left - 1, top - 1, right, bottom), outline="black")
+    for k in range(6):
+        y = bottom - k / 5 * (bottom - top)
+        draw.line((right, y, right + 4, y), fill="black")
+        draw.text((right + 6, y), f"{k / 5:.1f}", fill="black", font=ticks, anchor="lm")
+    x = right + 6 + ticks.getlength("0.0") + 8 + (axis.size + 4) / 2
+    text_turned(canvas, (x, (top + bottom) / 2), "fraction of the true class", axis, 90)
 
 
 def most_confused(confmat: Tensor, labels: list[str], k: int = 5) -> list[str]:
@@ -112,32 +172,35 @@ def most_confused(confmat: Tensor, labels: list[str], k: int = 5) -> list[str]:
     ]
 
 
-def image_grid_figure(images: Tensor, titles: list[str], ncols: int = 8) -> Figure:
-    """Images (N, 1, H, W) in [0, 1] tiled by torchvision's make_grid, each titled (e.g. "pred / true")."""
+GRID_SCALE = 4  # the grid's pixels are drawn 4 × 4 (28 px images at 112 px), its padding holds the titles
+
+
+def image_grid_figure(images: Tensor, titles: list[str], ncols: int = 8) -> Image.Image:
+    """Images (N, 1, H, W) tiled by torchvision's make_grid (each scaled to its own min–max), each titled above
+    (e.g. "pred / true")."""
     from torchvision.utils import make_grid
 
-    font, titles = label_font(titles)
+    file, titles = label_font(titles)
     ncols = min(ncols, len(images))
-    nrows = -(-len(images) // ncols)
     pad, size = 10, images.shape[-1]  # the padding between rows holds each title
     grid = make_grid(images.detach().cpu().float(), nrow=ncols, padding=pad, normalize=True, pad_value=1.0)
-    # 1.7 in a cell: wide enough for "Ankle boot / T-shirt/top"
-    fig, ax = _canvas_figure(_to_uint8(grid).permute(1, 2, 0).numpy(), (1.7 * ncols, 1.7 * nrows), margin=0.01)
+    canvas = Image.fromarray(_to_uint8(grid).permute(1, 2, 0).numpy())
+    canvas = canvas.resize((canvas.width * GRID_SCALE, canvas.height * GRID_SCALE), Image.NEAREST)
+    draw = ImageDraw.Draw(canvas)
+    face = font(file, 11)
     for k, title in enumerate(titles):
         # make_grid puts image k at row k // ncols, column k % ncols, each cell `size + pad` pixels apart
-        x = pad + (k % ncols) * (size + pad) + size / 2
-        y = pad + (k // ncols) * (size + pad)
-        ax.text(x, y, title, ha="center", va="bottom", fontsize=8, fontproperties=font, color="black")
-    return fig
+        x = GRID_SCALE * (pad + (k % ncols) * (size + pad) + size / 2)
+        y = GRID_SCALE * (pad + (k // ncols) * (size + pad)) - 4
+        draw.text((x, y), title, fill="black", font=face, anchor="md")
+    return canvas
 
 
-# The prediction sheet, in pixels at 100 dpi: one (image, bars) pair per 400 × 230 cell, as the 4.0 × 2.3 in
-# subplot pairs were; boxes are (left, top, right, bottom) inside a cell.
-SHEET_DPI = 100
+# The prediction sheet, in pixels: one (image, bars) pair per 400 × 230 cell; boxes are (left, top, right, bottom)
+# inside a cell.
 SHEET_CELL = (400, 230)
 SHEET_IMAGE_BOX = (35, 20, 185, 170)  # the caption below, up to ~200 px wide, stays inside
 SHEET_BARS_BOX = (225, 20, 390, 170)  # probability 1 = the box's full height
-BAR_COLOURS = {"grey": "#777777", "tab:red": "#d62728", "tab:blue": "#1f77b4", "black": "#000000"}
 
 
 def prediction_sheet_figure(
@@ -147,16 +210,13 @@ def prediction_sheet_figure(
     targets: list[int | None] | None = None,
     titles: list[str] | None = None,
     ncols: int = 3,
-) -> Figure:
+) -> Image.Image:
     """The TF tutorial's figure: each image (N, [1,] H, W) beside its bars of class probabilities (N, C).
 
     As in the tutorial: the predicted bar red and the true one blue (so a right prediction shows one blue bar), the
     caption "Sneaker 97% (Sneaker)" blue when right, red when wrong; without a true class, the predicted bar and the
     caption are black. `titles` (e.g. file names) go above the images. Images are shown with one grey scale for the
     whole sheet (darkest pixel black, brightest white), as the model received them.
-
-    Drawn as one canvas (images and bars painted with PIL, then one Axes with the captions as text): 30 matplotlib
-    subplots took ~1 s to draw, in a `fit` whose figures may cost 0.3 s in all.
     """
     n = len(probs)
     targets = targets if targets is not None else [None] * n
@@ -165,27 +225,24 @@ def prediction_sheet_figure(
         f"{names[p]} {100 * q:.0f}%" + ("" if t is None else f" ({names[t]})")
         for p, q, t in zip(predicted.tolist(), confidence.tolist(), targets, strict=True)
     ]
-    font, texts = label_font(captions + (titles or []))
+    file, texts = label_font(captions + (titles or []))
     captions, titles = texts[:n], texts[n:] or None
     ncols = min(ncols, n)
-    nrows = -(-n // ncols)
     (width, height), (left, top, right, bottom) = SHEET_CELL, SHEET_IMAGE_BOX
     canvas = _sheet_canvas(images, probs, targets, ncols)
-    fig, ax = _canvas_figure(canvas, (width * ncols / SHEET_DPI, height * nrows / SHEET_DPI))
+    draw = ImageDraw.Draw(canvas)
     for i in range(n):
         x, y = (i % ncols) * width + (left + right) / 2, (i // ncols) * height
         t = targets[i]
         colour = "black" if t is None else ("tab:blue" if predicted[i] == t else "tab:red")
-        ax.text(x, y + bottom + 4, captions[i], ha="center", va="top", color=colour, fontproperties=font, gid="caption")
+        draw.text((x, y + bottom + 4), captions[i], fill=COLOURS[colour], font=font(file, 14), anchor="ma")
         if titles:
-            ax.text(x, y + top - 3, titles[i], ha="center", va="bottom", fontsize=8, fontproperties=font, gid="title")
-    return fig
+            draw.text((x, y + top - 3), titles[i], fill="black", font=font(file, 11), anchor="md")
+    return canvas
 
 
-def _sheet_canvas(images: Tensor, probs: Tensor, targets: list[int | None], ncols: int) -> np.ndarray:
-    """The sheet's pixels (H, W, 3) uint8: each image scaled into its box, beside its bars."""
-    from PIL import Image, ImageDraw
-
+def _sheet_canvas(images: Tensor, probs: Tensor, targets: list[int | None], ncols: int) -> Image.Image:
+    """The sheet's pixels: each image scaled into its box, beside its bars."""
     n = len(probs)
     images = images.detach().cpu().float().reshape(n, *images.shape[-2:])
     low, high = images.min(), images.max()
@@ -201,18 +258,16 @@ def _sheet_canvas(images: Tensor, probs: Tensor, targets: list[int | None], ncol
         picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.NEAREST)
         sheet.paste(picture, (x0 + (left + right - picture.width) // 2, y0 + (top + bottom - picture.height) // 2))
         _draw_bars(draw, (x0, y0), probs[i].tolist(), targets[i])
-    return np.asarray(sheet)
+    return sheet
 
 
 def _draw_bars(draw: ImageDraw.ImageDraw, origin: tuple[int, int], probs: list[float], target: int | None) -> None:
     """One image's bars in its cell at `origin`: framed, grey, the predicted red (black without a target), the true
-    blue; the class numbers below them (≤ 10 classes), in matplotlib's default font at 7 pt."""
-    from PIL import ImageFont
-
+    blue; the class numbers below them (≤ 10 classes)."""
     (x0, y0), (left, top, right, bottom) = origin, SHEET_BARS_BOX
     left, top, right, bottom = left + x0, top + y0, right + x0, bottom + y0
     draw.rectangle((left - 1, top - 1, right, bottom), outline="black")
-    digits = ImageFont.truetype(_candidate_fonts()[0], 10) if len(probs) <= ANNOTATE_MAX_CLASSES else None
+    digits = font(None, 10) if len(probs) <= ANNOTATE_MAX_CLASSES else None
     predicted, slot = probs.index(max(probs)), (right - left) / len(probs)
     for j, p in enumerate(probs):
         colour = "tab:blue" if j == target else "grey"
@@ -221,24 +276,11 @@ def _draw_bars(draw: ImageDraw.ImageDraw, origin: tuple[int, int], probs: list[f
         centre, height = left + (j + 0.5) * slot, round(p * (bottom - top))
         if height:
             box = (round(centre - 0.4 * slot), bottom - height, round(centre + 0.4 * slot) - 1, bottom - 1)
-            draw.rectangle(box, fill=BAR_COLOURS[colour])
+            draw.rectangle(box, fill=COLOURS[colour])
         if digits:
             draw.text((centre, bottom + 2), str(j), fill="black", font=digits, anchor="mt")
 
 
 def _to_uint8(images: Tensor) -> Tensor:
-    """[0, 1] floats as 0-255 bytes: imshow then shows them without a float colour-mapping pass."""
+    """[0, 1] floats as 0-255 bytes."""
     return (images.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def _canvas_figure(pixels: np.ndarray, size: tuple[float, float], margin: float = 0.0) -> tuple[Figure, Axes]:
-    """A Figure of `size` inches holding one Axes that shows `pixels` (H, W, 3 or 4) uint8, without ticks or frame."""
-    from matplotlib.figure import Figure
-
-    if pixels.shape[2] == 3:  # RGBA bytes: matplotlib's own RGB to RGBA conversion costs more than drawing them
-        pixels = np.concatenate([pixels, np.full_like(pixels[..., :1], 255)], axis=2)
-    fig = Figure(figsize=size, dpi=SHEET_DPI)
-    ax = fig.add_axes((margin, margin, 1 - 2 * margin, 1 - 2 * margin))
-    ax.imshow(pixels, interpolation="nearest")
-    ax.set_axis_off()
-    return fig, ax

@@ -92,7 +92,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         figure = prediction_sheet_figure(images[:n], probs[:n], names, targets[:n], titles)
         sheet = self.path.with_name("predictions.png")
         with atomic_write(sheet) as tmp:
-            figure.savefig(tmp, format="png")
+            figure.save(tmp, format="png")
         print(f"Drew the first {n} in {sheet}")
 
 

@@ -4,7 +4,8 @@
     python scripts/benchmark.py --repeats 3 --no-k49
     python scripts/benchmark.py --denormal      # only: `fit` with denormals kept or flushed, plain and with L2
 
-After the rotation, one `fit --trainer.profiler simple` gives the seconds spent in TensorBoardFigures' hooks.
+After the rotation, one `fit --trainer.profiler simple` gives the seconds spent in TensorBoardFigures' hooks (the run's
+own thread), and the same nine figures drawn and PNG-encoded here give their CPU seconds (the drawing thread's).
 
 (a) scripts/handwritten_loop.py: the same model, data, optimizer, epochs and batch size, no framework (the floor);
 (b) `python -m fashion_lab.cli fit --config configs/fashion_mnist.yaml`: everything on (metrics, TensorBoard
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +77,29 @@ def figures_profile(fit: list[str]) -> dict[str, float]:
     report = text[text.rfind("Profiler Report") :]  # the test's report is the last, and counts the fit's hooks too
     hooks = re.findall(r"\[Callback\]TensorBoardFigures\.(\w+)\s*\|\s*[\d.e-]+\s*\|\s*\d+\s*\|\s*([\d.e-]+)", report)
     return {hook: float(total) for hook, total in hooks}
+
+
+def figures_cpu_seconds(epochs: int) -> float:
+    """CPU seconds to paint and encode what TensorBoardFigures writes in a seed `fit` and its test: a confusion
+    matrix per epoch and one at test, the sample inputs and misclassified grids (32 each), the 15-image sheet."""
+    import numpy as np
+    import torch
+    from torch.utils.tensorboard.summary import image
+
+    from fashion_lab import FashionMNISTDataModule, plots
+
+    names, g = list(FashionMNISTDataModule.classes), torch.Generator().manual_seed(0)
+    confmat = torch.randint(0, 120, (10, 10), generator=g) + 1000 * torch.eye(10, dtype=torch.long)
+    images, titles = torch.rand(32, 1, 28, 28, generator=g), [f"{names[i % 10]} / {names[-i % 10]}" for i in range(32)]
+    probs = torch.rand(15, 10, generator=g).softmax(dim=1)
+    figures = [partial(plots.confusion_matrix_figure, confmat, names, "val confusion matrix")] * (epochs + 1)
+    figures += [partial(plots.image_grid_figure, images, titles)] * 2
+    figures += [partial(plots.prediction_sheet_figure, images[:15], probs, names, [i % 10 for i in range(15)])]
+    image("warm-up", np.asarray(figures[-1]()), dataformats="HWC")  # imports and font loading: once a process
+    start = time.process_time()
+    for figure in figures:
+        image("figure", np.asarray(figure()), dataformats="HWC")  # what SummaryWriter.add_image encodes
+    return time.process_time() - start
 
 
 def epoch_seconds(dm_class: type, data_dir: str) -> float:
@@ -129,9 +154,9 @@ def main() -> None:
     compare("Fashion-MNIST, the seed's settings", programs, args.repeats)
     hooks = figures_profile(fit)
     top = ", ".join(f"{hook} {seconds:.3f}" for hook, seconds in sorted(hooks.items(), key=lambda h: -h[1])[:4])
-    print(
-        f"TensorBoardFigures in `fit` and its test (--trainer.profiler simple): {sum(hooks.values()):.2f} s ({top})\n"
-    )
+    print(f"TensorBoardFigures in `fit` and its test (--trainer.profiler simple): {sum(hooks.values()):.2f} s ({top})")
+    drawing = figures_cpu_seconds(args.epochs)
+    print(f"its {args.epochs + 4} figures painted and PNG-encoded (its drawing thread): {drawing:.2f} s CPU\n")
     if args.no_k49:
         return
 

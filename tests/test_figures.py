@@ -13,6 +13,7 @@ import torch
 from conftest import make_trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from matplotlib.colors import to_hex
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -37,20 +38,49 @@ def shirts_as_tshirts() -> torch.Tensor:
     return MulticlassConfusionMatrix(10)(preds, target)
 
 
+def matrix_cells(image: Image.Image, n: int) -> Callable[[int, int], np.ndarray]:
+    """cell(i, j): the pixels of the matrix's cell at row i, column j.
+
+    Found from the figure alone: cell (0, 0) is all class 0 predicted as 0 in these tests, so its top-left pixel is
+    the figure's top-left pixel of Blues' darkest shade (the colour bar, also reaching it, starts lower), and that
+    shade's run along the cell's top row is one cell wide (cell (0, 1) is light)."""
+    pixels = np.asarray(image)
+    ys, xs = np.nonzero((pixels == plots.BLUES[255]).all(axis=2))
+    y0, x0 = ys.min(), xs[ys == ys.min()].min()
+    size = int((pixels[y0 + 1, x0:] == plots.BLUES[255]).all(axis=1).argmin())
+    assert size >= 10 and x0 + n * size < image.width and y0 + n * size < image.height
+    return lambda i, j: pixels[y0 + i * size : y0 + (i + 1) * size, x0 + j * size : x0 + (j + 1) * size]
+
+
 def test_true_classes_on_rows() -> None:
     confmat = shirts_as_tshirts()
     assert confmat[6, 0] == 5 and confmat[0, 6] == 0  # torchmetrics: rows = true, columns = predicted
-    ax = confusion_matrix_figure(confmat, FASHION).axes[0]
-    rates = ax.images[0].get_array()
-    assert rates[6, 0] == 1.0 and rates[0, 6] == 0.0  # row-normalised colour: all Shirts went to column 0
-    assert (ax.get_ylabel(), ax.get_xlabel()) == ("True class", "Predicted class")
-    assert [t.get_text() for t in ax.get_yticklabels()] == FASHION
+    cell = matrix_cells(confusion_matrix_figure(confmat, FASHION), 10)
+    # row-normalised colour (read at a corner: the count is in the middle): all Shirts (row 6) went to column 0
+    assert (cell(6, 0)[1, 1] == plots.BLUES[255]).all() and (cell(6, 6)[1, 1] == plots.BLUES[0]).all()
+    assert (cell(0, 6)[1, 1] == plots.BLUES[0]).all() and (cell(3, 3)[1, 1] == plots.BLUES[255]).all()
+
+
+def test_colours_are_matplotlibs_blues() -> None:
+    from matplotlib import colormaps
+
+    assert np.abs(plots.BLUES - colormaps["Blues"](np.arange(256))[:, :3] * 255).max() <= 0.5
 
 
 def test_counts_annotated_for_ten_classes() -> None:
-    ax = confusion_matrix_figure(shirts_as_tshirts(), FASHION).axes[0]
-    cells = {(t.get_position(), t.get_text()) for t in ax.texts}
-    assert len(ax.texts) == 100 and ((0, 6), "5") in cells and ((6, 6), "0") in cells  # text at (column, row)
+    cell = matrix_cells(confusion_matrix_figure(shirts_as_tshirts(), FASHION), 10)
+    # white text on the dark cell (6, 0) ("5"), black on the light cell (0, 6) ("0"); colour only at the corners
+    assert (cell(6, 0) > 200).all(axis=2).any() and (cell(0, 6) < 60).all(axis=2).any()
+    assert (cell(6, 0)[:5, :5] == plots.BLUES[255]).all() and (cell(0, 6)[:5, :5] == plots.BLUES[0]).all()
+
+
+def test_long_class_names_fit() -> None:
+    names = [f"class number {i} with a long name" for i in range(10)]
+    image = confusion_matrix_figure(shirts_as_tshirts(), names)
+    pixels = np.asarray(image)
+    assert image.width > confusion_matrix_figure(shirts_as_tshirts(), FASHION).width
+    # nothing cut at the edges: the labels' margins were measured from the text
+    assert (pixels[:, 0] == 255).all() and (pixels[-1] == 255).all() and (pixels[:, -1] == 255).all()
 
 
 def test_most_confused_in_the_seeds_words() -> None:
@@ -58,44 +88,53 @@ def test_most_confused_in_the_seeds_words() -> None:
 
 
 @pytest.mark.skipif(not IPA_GOTHIC.is_file(), reason="apt-get install fonts-ipafont-gothic")
-def test_49_classes_legible_with_hiragana(tmp_path: Path) -> None:
+def test_49_classes_legible_with_hiragana() -> None:
     target = torch.arange(49).repeat(20)
     preds = torch.where(torch.rand(len(target), generator=torch.Generator().manual_seed(0)) < 0.7, target, 0)
-    fig = confusion_matrix_figure(MulticlassConfusionMatrix(49)(preds, target), HIRAGANA)
-    ax = fig.axes[0]
-    assert not ax.texts and min(fig.get_size_inches()) >= 12  # no cell text, a larger canvas
-    labels = ax.get_xticklabels()
-    assert [t.get_text() for t in labels] == HIRAGANA
-    assert all(plots._covers(t.get_fontproperties().get_file(), t.get_text()) for t in labels)  # no tofu
-    fig.savefig(tmp_path / "k49.png")
+    image = confusion_matrix_figure(MulticlassConfusionMatrix(49)(preds, target), HIRAGANA)
+    assert min(image.size) > max(confusion_matrix_figure(shirts_as_tshirts(), FASHION).size)  # a larger canvas
+    file, labels = label_font(HIRAGANA)
+    assert labels == HIRAGANA and plots._covers(file, "".join(HIRAGANA))  # drawn in a font with every kana: no tofu
+    cell = matrix_cells(image, 49)
+    assert all((cell(i, j) == cell(i, j)[0, 0]).all() for i in range(49) for j in range(49))  # no cell text
 
 
 def test_falls_back_to_code_points_without_a_cjk_font(monkeypatch: pytest.MonkeyPatch) -> None:
-    from matplotlib import font_manager
-
-    monkeypatch.setattr(plots, "_candidate_fonts", lambda: (font_manager.findfont(font_manager.FontProperties()),))
-    font, labels = label_font(["あ", "Bag"])
-    assert font is None and labels == ["U+3042", "Bag"]
+    monkeypatch.setattr(plots, "_candidate_fonts", lambda: (plots.default_font_file(),))
+    file, labels = label_font(["あ", "Bag"])
+    assert file is None and labels == ["U+3042", "Bag"]
+    assert label_font(["Bag", "Coat"]) == (plots.default_font_file(), ["Bag", "Coat"])  # ASCII: no glyph check
 
 
 def test_image_grid_titles() -> None:
-    fig = image_grid_figure(torch.rand(10, 1, 28, 28), [f"{i} / {i + 1}" for i in range(10)], ncols=4)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.texts][:2] == ["0 / 1", "1 / 2"]
-    assert ax.images[0].get_array().shape[:2] == (10 + 3 * 38, 10 + 4 * 38)  # make_grid: 3 rows × 4 columns
+    image = image_grid_figure(torch.rand(10, 1, 28, 28), [f"{i} / {i + 1}" for i in range(10)], ncols=4)
+    scale = plots.GRID_SCALE
+    assert image.size == (scale * (10 + 4 * 38), scale * (10 + 3 * 38))  # make_grid: 3 rows × 4 columns
+    pixels = np.asarray(image)
+    for k in range(12):  # each title in the padding above its image; the two empty cells have none
+        x, y = scale * (10 + (k % 4) * 38), scale * ((k // 4) * 38)
+        band = pixels[y : y + scale * 10, x : x + scale * 28]
+        assert (band < 100).all(axis=2).any() == (k < 10), k
 
 
 def test_prediction_sheet_in_the_tutorials_colours() -> None:
     probs = torch.tensor([[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.2, 0.2, 0.6]])
-    fig = prediction_sheet_figure(torch.rand(3, 28, 28), probs, ["cat", "dog", "bird"], [1, 1, None], ncols=3)
-    (ax,) = fig.axes  # one canvas: the images and bars are its pixels, the captions its text
-    captions = [(t.get_text(), t.get_color()) for t in ax.texts if t.get_gid() == "caption"]
+    image = prediction_sheet_figure(torch.rand(3, 28, 28), probs, ["cat", "dog", "bird"], [1, 1, None], ncols=3)
+    pixels = np.asarray(image)
+    blue, red, grey, black = "#1f77b4", "#d62728", "#777777", "#000000"
     # right: caption and bar blue; wrong: caption red, the predicted bar red and the true one blue; no label: black
-    assert captions == [("dog 80% (dog)", "tab:blue"), ("cat 70% (dog)", "tab:red"), ("bird 60%", "black")]
-    bars = [painted_bars(ax.images[0].get_array(), i, 3) for i in range(3)]
-    blue, red, grey, black = to_hex("tab:blue"), to_hex("tab:red"), "#777777", "#000000"
+    assert [caption_colours(pixels, i) & {blue, red, black} for i in range(3)] == [{blue}, {red}, {black}]
+    bars = [painted_bars(pixels, i, 3) for i in range(3)]
     assert [colours for colours, _ in bars] == [[grey, blue, grey], [red, blue, grey], [grey, grey, black]]
     assert bars[0][1] == pytest.approx([0.1, 0.8, 0.1], abs=1 / 150)  # heights in the 150-pixel box
+
+
+def caption_colours(pixels: np.ndarray, cell: int) -> set[str]:
+    """The colours of the caption under the image of cell `cell` of the first row (its glyphs' solid pixels)."""
+    left, _, right, bottom = plots.SHEET_IMAGE_BOX
+    x0 = cell * plots.SHEET_CELL[0]
+    band = pixels[bottom + 4 : bottom + 24, x0 : x0 + left + right].reshape(-1, 3)
+    return {to_hex(c / 255) for c in np.unique(band, axis=0)}
 
 
 def painted_bars(pixels: np.ndarray, cell: int, classes: int) -> tuple[list[str], list[float]]:

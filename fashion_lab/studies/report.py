@@ -169,8 +169,8 @@ def confusion_section(storage: Any, data: str, out: Path) -> list[str]:
         return [*heading, f"Not run yet: `python -m fashion_lab.study loss{data_option(data)}`.", ""]
     classes = list(getattr(fashion_lab, data.rsplit(".", 1)[-1]).classes)
     confmat = torch.tensor([t.user_attrs["confusion"] for t in trials]).sum(dim=0)
-    confusion_matrix_figure(confmat, classes, f"test set, seed network, {len(trials)} seeds summed").savefig(
-        out / "confusion_matrix.png", dpi=90
+    confusion_matrix_figure(confmat, classes, f"test set, seed network, {len(trials)} seeds summed").save(
+        out / "confusion_matrix.png"
     )
     accuracy = mean_sd([t.value for t in trials])
     return [
