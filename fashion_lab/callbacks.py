@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 import lightning as L
@@ -35,8 +32,9 @@ class TensorBoardFigures(L.Callback):
 
     Reads the predictions that the model's validation/test steps return, and the model's `class_names`; the
     probabilities of the `test/predictions` images come from one extra forward pass over those few images.
-    The figures are painted (PIL, `fashion_lab.plots`) and encoded in one background thread while training goes
-    on; `teardown` waits for them, so the event files are complete when `fit` or `test` returns.
+    Each figure is painted with PIL (`fashion_lab.plots`, ~10 ms) and written by the hook that completes it, in the
+    run's own thread: a seed `fit` and its test spend ~0.3 s on figures. (Not in a second thread: a parallel torch
+    op there, such as make_grid's copy, left every later training step ~2× slower on a 2-core machine.)
 
     Args:
         max_images: images in each grid.
@@ -58,9 +56,6 @@ class TensorBoardFigures(L.Callback):
         self.wrong_images: list[Tensor] = []
         self.wrong_titles: list[str] = []
         self.sheet: list[tuple[Tensor, Tensor, Tensor]] = []  # (images, probabilities, labels) of the first batches
-        self.sheet_images_left = sheet_images
-        self.drawing: ThreadPoolExecutor | None = None
-        self.pending: list[Future] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
@@ -72,10 +67,8 @@ class TensorBoardFigures(L.Callback):
         if self.writer is None or batch_idx or trainer.current_epoch:
             return
         x, y = batch[0] if isinstance(batch[0], (list, tuple)) else batch  # a steps_per_execution list: its first
-        names = pl_module.class_names
-        titles = [names[i] for i in y[: self.max_images].tolist()]
-        images = x[: self.max_images].detach().cpu().clone()
-        self._draw("train/sample_inputs", partial(image_grid_figure, images, titles), trainer.global_step)
+        titles = [pl_module.class_names[i] for i in y[: self.max_images].tolist()]
+        self._write("train/sample_inputs", image_grid_figure(x[: self.max_images].cpu(), titles), trainer)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_confmat(pl_module)
@@ -93,7 +86,6 @@ class TensorBoardFigures(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset_confmat(pl_module)
         self.wrong_images, self.wrong_titles, self.sheet = [], [], []
-        self.sheet_images_left = self.sheet_images  # 0 once the sheet is drawn
 
     def on_test_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Tensor, batch, batch_idx: int, *_
@@ -104,7 +96,9 @@ class TensorBoardFigures(L.Callback):
         self.confmat.update(outputs, y)
         if self.writer is None:
             return
-        self._collect_sheet(pl_module, x, y)
+        room = self.sheet_images - sum(len(part[0]) for part in self.sheet)
+        if room > 0:  # test_step returns only the argmax: a forward pass over these few images gives their softmax
+            self.sheet.append((x[:room].cpu(), pl_module(x[:room]).softmax(dim=1).cpu(), y[:room].cpu()))
         room = self.max_images - len(self.wrong_titles)
         if room > 0:
             wrong = (outputs != y).nonzero().flatten()[:room]
@@ -113,69 +107,25 @@ class TensorBoardFigures(L.Callback):
             self.wrong_titles += [
                 f"{names[p]} / {names[t]}" for p, t in zip(outputs[wrong].tolist(), y[wrong].tolist(), strict=True)
             ]
-        # drawn as soon as complete (usually after the first batch), while the rest of the test set runs
-        if len(self.wrong_titles) == self.max_images:
-            self._draw_misclassified(trainer)
-        if self.sheet and sum(len(part[0]) for part in self.sheet) == self.sheet_images:
-            self._draw_sheet(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
         self._log_confusion("test", trainer, pl_module)
-        if self.writer is not None:  # a test set smaller than the grids: what there is
-            self._draw_misclassified(trainer)
-            self._draw_sheet(trainer, pl_module)
-
-    def _draw_misclassified(self, trainer: L.Trainer) -> None:
-        if self.wrong_images:
-            wrong, titles = torch.cat(self.wrong_images), self.wrong_titles
-            if titles:
-                self._draw("test/misclassified", partial(image_grid_figure, wrong, titles), trainer.global_step)
-        self.wrong_images = []  # drawn: the full title list keeps further batches from collecting more
-        self.wrong_titles = self.wrong_titles or [""] * self.max_images
-
-    def _draw_sheet(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.writer is None:
+            return
+        if self.wrong_titles:
+            self._write(
+                "test/misclassified", image_grid_figure(torch.cat(self.wrong_images), self.wrong_titles), trainer
+            )
         if self.sheet:
             images, probs, labels = (torch.cat(parts) for parts in zip(*self.sheet, strict=True))
-            sheet = partial(prediction_sheet_figure, images, probs, list(pl_module.class_names), labels.tolist())
-            self._draw("test/predictions", sheet, trainer.global_step)
-        self.sheet, self.sheet_images_left = [], 0
+            sheet = prediction_sheet_figure(images, probs, list(pl_module.class_names), labels.tolist())
+            self._write("test/predictions", sheet, trainer)
+        self.wrong_images, self.wrong_titles, self.sheet = [], [], []
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._finish()
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._finish(raise_errors=False)  # the run's own error is the one to see
-
-    def _draw(self, tag: str, make_figure: Callable[[], Image.Image], step: int) -> None:
-        """Draw and write a figure in the background thread; its data must be copies the run does not change."""
-        if self.drawing is None:
-            self.drawing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="TensorBoardFigures")
-        writer = self.writer
-
-        def write() -> None:
-            writer.add_image(tag, np.asarray(make_figure()), step, dataformats="HWC")  # (H, W, 3) uint8
-
-        self.pending.append(self.drawing.submit(write))
-
-    def _finish(self, raise_errors: bool = True) -> None:
-        """Wait for the figures still being drawn (a drawing error is raised here, in the run's thread)."""
-        pending, self.pending = self.pending, []
-        errors = [f.exception() for f in pending]
-        if self.drawing is not None:
-            self.drawing.shutdown()
-            self.drawing = None
-        if raise_errors and any(errors):
-            raise next(e for e in errors if e is not None)
-
-    def _collect_sheet(self, pl_module: L.LightningModule, x: Tensor, y: Tensor) -> None:
-        """Probabilities of the first `sheet_images` test images: test_step returns only the argmax, and a forward
-        pass over these few images here keeps the softmax out of every test batch."""
-        room = min(self.sheet_images_left, self.sheet_images - sum(len(part[0]) for part in self.sheet))
-        if room > 0:
-            probs = pl_module(x[:room]).softmax(dim=1)
-            self.sheet.append((x[:room].cpu(), probs.cpu(), y[:room].cpu()))
+    def _write(self, tag: str, figure: Image.Image, trainer: L.Trainer) -> None:
+        self.writer.add_image(tag, np.asarray(figure), trainer.global_step, dataformats="HWC")  # (H, W, 3) uint8
 
     def _reset_confmat(self, pl_module: L.LightningModule) -> None:
         # on the model's device here, not in `setup`: Lightning moves the model to a GPU only after `setup`
@@ -184,14 +134,12 @@ class TensorBoardFigures(L.Callback):
 
     def _log_confusion(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # compute() gathers every rank's counts (a collective): all ranks call it, only rank 0 draws and writes
-        confmat, names = self.confmat.compute().detach().cpu().clone(), list(pl_module.class_names)
+        confmat, names = self.confmat.compute().cpu(), list(pl_module.class_names)
         self.confmat.reset()
         if self.writer is None:
             return
         title = f"{stage} confusion matrix, epoch {trainer.current_epoch}"
-        self._draw(
-            f"{stage}/confusion_matrix", partial(confusion_matrix_figure, confmat, names, title), trainer.global_step
-        )
+        self._write(f"{stage}/confusion_matrix", confusion_matrix_figure(confmat, names, title), trainer)
         pairs = most_confused(confmat, names, self.top_confused)
         # Markdown list: TensorBoard's text plugin renders it, one pair per line
         self.writer.add_text(f"{stage}/most_confused", "\n".join(f"- {p}" for p in pairs), trainer.global_step)
@@ -204,13 +152,15 @@ HP_METRICS = ("hp/best_val_acc", "hp/test_acc", "hp/test_loss", "hp/test_balance
 class TensorBoardHParams(L.Callback):
     """TensorBoard's HPARAMS tab for the run: the model's and the data module's hyperparameters, flat, by the names
     the CLI uses (`model.dropout`, `data.batch_size`), with the run's results as metrics: best `val/acc`, the test
-    accuracy, loss and balanced accuracy, the epochs run and the wall seconds since `fit` started.
+    accuracy, loss and balanced accuracy, the epochs run and the wall seconds since `fit` started (a resumed fit
+    adds the seconds before the interruption, and its best `val/acc` counts the earlier epochs).
 
     Lightning's documented way (Lightning-AI/pytorch-lightning #1228, #5101): `log_hyperparams(params, metrics)`
     once, with initial (NaN) values, when training starts, then the same tags logged again as the results are known
-    (at the end of `fit`, and at a test after it); the tab reads the last value of each tag. Give the logger
-    `default_hp_metric=False`, else Lightning writes its own `hp_metric` session into the run as well.
-    With another logger, or none, the callback does nothing.
+    (at the end of `fit`, and at a test after it); the tab reads the last value of each tag. A fit resumed into the
+    run it was saved from writes no second session into it. Give the logger `default_hp_metric=False`, else
+    Lightning writes its own `hp_metric` session into the run as well. With another logger, or none, the callback
+    does nothing.
 
     Args:
         extra: more columns for the tab, e.g. a study's `{"trial.variant": "mse", "trial.seed": 3}`.
@@ -220,19 +170,33 @@ class TensorBoardHParams(L.Callback):
         self.extra = dict(extra or {})
         self.logger: TensorBoardLogger | None = None
         self.start: float | None = None  # perf_counter at the start of fit; None: no fit in this process yet
+        self.seconds_before = 0.0  # training seconds of the run before it was resumed here
         self.best_val = math.nan
+        self.saved: dict[str, Any] | None = None  # the state of the checkpoint this fit resumes from
+
+    def state_dict(self) -> dict[str, Any]:
+        log_dir = self.logger.log_dir if self.logger is not None else None
+        return {"seconds": self._seconds(), "best_val_acc": self.best_val, "log_dir": log_dir}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.saved = state_dict
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             self.logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-            self.start, self.best_val = time.perf_counter(), math.nan
+            self.start, self.seconds_before, self.best_val, self.saved = time.perf_counter(), 0.0, math.nan, None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.logger is None:
-            return
+        saved, self.saved = self.saved, None  # loaded from the checkpoint after `setup`, before training starts
+        if saved is not None:
+            self.seconds_before, self.best_val = saved["seconds"], saved["best_val_acc"]
+        if self.logger is None or (saved is not None and saved["log_dir"] == self.logger.log_dir):
+            return  # resumed into its own run: that run's session holds these hyperparameters already
         params = {f"model.{k}": v for k, v in pl_module.hparams.items()}
         if trainer.datamodule is not None:
             params |= {f"data.{k}": v for k, v in trainer.datamodule.hparams.items()}
+        # jsonargparse's `_class_path` and `_instantiator`, which LightningCLI keeps in hparams, are not options
+        params = {k: v for k, v in params.items() if not k.split(".")[-1].startswith("_")}
         self.logger.log_hyperparams(params | self.extra, dict.fromkeys(HP_METRICS, math.nan))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -249,11 +213,14 @@ class TensorBoardHParams(L.Callback):
                    if f"test/{k}" in metrics}  # fmt: skip
         self._log(trainer, results)
 
+    def _seconds(self) -> float:
+        return self.seconds_before + (time.perf_counter() - self.start if self.start is not None else 0.0)
+
     def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
         """The results so far, and the wall seconds until now (a test after fit counts in the run)."""
         if self.logger is None or self.start is None:  # a test without a fit here: the run's session is elsewhere
             return
-        self.logger.log_metrics({**metrics, "hp/seconds": time.perf_counter() - self.start}, step=trainer.global_step)
+        self.logger.log_metrics({**metrics, "hp/seconds": self._seconds()}, step=trainer.global_step)
 
 
 class FiniteGuard(L.Callback):

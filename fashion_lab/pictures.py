@@ -65,7 +65,8 @@ def _decode(path: Path, max_pixels: int):
             if width * height > max_pixels:
                 raise PictureError(
                     f"{width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,} (a possible "
-                    "decompression bomb; if the picture is genuine, raise --data.max_pixels)"
+                    "decompression bomb; if the picture is genuine, raise the limit: --data.max_pixels for predict, "
+                    "--max_pixels for the page)"
                 )
             scale = DECODE_LONG_SIDE / max(width, height)
             if scale < 1.0:  # JPEG only (a no-op for other formats): decode at a reduced size

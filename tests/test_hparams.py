@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from conftest import QUIET, SYNTHETIC
 from hparams_events import hparams_tab
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -44,6 +45,7 @@ def test_fit_logs_hyperparameters_with_its_results(fitted: tuple[Path, L.Trainer
         params["model.optimizer"] == "adam" and params["model.hidden"] == "[128]" and params["model.num_classes"] == 10
     )
     assert not any(k.split(".")[0] not in ("model", "data") for k in params)  # flat, by the CLI's names only
+    assert not [k for k in params if k.split(".")[1].startswith("_")]  # no jsonargparse `_class_path`, `_instantiator`
     assert set(metrics) == set(HP_METRICS)
     scores = trainer.callback_metrics  # the test from the best checkpoint ran last
     for name in ("acc", "loss", "balanced_acc"):
@@ -73,6 +75,45 @@ def test_plain_trainer_fit_then_test(fashion, tmp_path: Path) -> None:
     params, metrics = hparams_tab(Path(logger.log_dir))
     assert params["note"] == "plain" and params["model.hidden"] == "(32,)" and params["data.val_split"] == 0.2
     assert metrics["hp/test_acc"] == pytest.approx(scores["test/acc"]) and metrics["hp/epochs"] == 1
+
+
+def sessions(run: Path) -> int:
+    """How many HPARAMS sessions the run's event files start (TensorBoard shows one per run folder)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return sum(
+        value.tag == "_hparams_/session_start_info"
+        for file in run.glob("events.out.tfevents.*")
+        for event in EventFileLoader(str(file)).Load()
+        for value in event.summary.value
+    )
+
+
+def test_a_resumed_fit_continues_its_runs_session(fashion, tmp_path: Path) -> None:
+    """Interrupted after epoch 1, resumed into the same run: one session, whose results count both parts."""
+
+    def trainer(epochs: int) -> L.Trainer:
+        checkpoints = L.pytorch.callbacks.ModelCheckpoint(tmp_path / "ckpt", save_last=True)
+        logger = TensorBoardLogger(tmp_path, version=0, default_hp_metric=False)
+        callbacks = [TensorBoardHParams(), checkpoints]
+        return L.Trainer(max_epochs=epochs, logger=logger, callbacks=callbacks, enable_progress_bar=False)
+
+    dm = fashion(batch_size=64)
+    first = trainer(1)
+    first.fit(MLPClassifier(hidden=(32,)), datamodule=dm)
+    run, last = Path(first.logger.log_dir), tmp_path / "ckpt" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    (state,) = [v for k, v in checkpoint["callbacks"].items() if k == "TensorBoardHParams"]
+    assert state["best_val_acc"] == pytest.approx(hparams_curve(run, "val/acc")[0])
+    state["best_val_acc"] = 0.999  # as if epoch 1 had been the best: the resumed run's best must still count it
+    torch.save(checkpoint, last)
+    start = time.perf_counter()
+    trainer(3).fit(MLPClassifier(hidden=(32,)), datamodule=dm, ckpt_path=last)
+    resumed_wall = time.perf_counter() - start
+    params, after = hparams_tab(run)
+    assert sessions(run) == 1 and params["model.hidden"] == "(32,)"
+    assert len(hparams_curve(run, "val/acc")) == 3 and after["hp/best_val_acc"] == pytest.approx(0.999)
+    assert after["hp/epochs"] == 3 and after["hp/seconds"] > resumed_wall  # the first part's seconds count too
 
 
 def test_without_tensorboard_it_does_nothing(fashion) -> None:

@@ -169,7 +169,11 @@ BAD = {
         "corrupt or truncated image (OSError: image file is truncated",
     ),
     "png_bad_checksum": (lambda p: byte_flipped(good_png(p), 60), "corrupt or truncated image ("),
-    "bomb_over_our_limit": (lambda p: png_bomb(8_000, 8_000), f"8000×8000 = 64,000,000 pixels, {BOMB}"),
+    "bomb_over_our_limit": (
+        lambda p: png_bomb(8_000, 8_000),
+        f"8000×8000 = 64,000,000 pixels, {BOMB} (a possible decompression bomb; if the picture is genuine, raise the "
+        "limit: --data.max_pixels for predict, --max_pixels for the page)",
+    ),
     "bomb_over_pillows_limit": (lambda p: png_bomb(20_000, 20_000, rows=10), f"{BOMB} pixels"),
 }
 
