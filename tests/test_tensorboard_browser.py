@@ -24,7 +24,7 @@ from fashion_lab.synthetic import write_idx_set
 STUDY = ["loss", "--seeds", "1", "--threads", "1", "--data", "MNISTDataModule", "--data.data_dir", "data"]
 STUDY += ["--data.download", "false", "--trainer.max_epochs", "1"]
 # The columns ticked in the tab's left pane: TensorBoard shows only the first five hyperparameters (by name:
-# data._class_path, data._instantiator, data.batch_size, ...) and the first five metrics unless told otherwise
+# data.batch_size, data.data_dir, ...) and the first five metrics unless told otherwise
 TRIAL_COLUMNS = ["trial.seed", "trial.variant"]
 TENSORBOARD = Path(sys.executable).parent / "tensorboard"  # the console script, beside this Python
 DASHBOARD = ("tf-hparams-dashboard", "tf-hparams-main")  # each inside the one before's shadow root
