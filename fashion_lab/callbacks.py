@@ -8,15 +8,16 @@ With another logger, or none, the callback does nothing (training is never slowe
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -125,7 +126,16 @@ class TensorBoardFigures(L.Callback):
         self.wrong_images, self.wrong_titles, self.sheet = [], [], []
 
     def _write(self, tag: str, figure: Image.Image, trainer: L.Trainer) -> None:
-        self.writer.add_image(tag, np.asarray(figure), trainer.global_step, dataformats="HWC")  # (H, W, 3) uint8
+        """The figure as TensorBoard's image summary, a PNG at zlib level 1. (SummaryWriter.add_image converts the
+        pixels to float and back and compresses at level 6: 2.3× the time, e.g. 24 ms against 10 ms for a grid.)"""
+        png = io.BytesIO()
+        figure.save(png, format="PNG", compress_level=1)
+        size = {"height": figure.height, "width": figure.width}
+        image = Summary.Image(**size, colorspace=3, encoded_image_string=png.getvalue())  # 3: RGB
+        # where add_image writes it (torch 2.14's SummaryWriter; its private _get_file_writer reopens the file that
+        # the logger closed after `fit`, for a test that follows); pinned by tests/test_private_members.py
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self.writer._get_file_writer().add_summary(summary, trainer.global_step)
 
     def _reset_confmat(self, pl_module: L.LightningModule) -> None:
         # on the model's device here, not in `setup`: Lightning moves the model to a GPU only after `setup`

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageColor, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 # Fonts with hiragana, first found wins: Debian's fonts-ipafont-gothic (apt-get install fonts-ipafont-gothic), Noto CJK
@@ -76,22 +76,23 @@ def label_font(labels: list[str]) -> tuple[str | None, list[str]]:
 
 
 @cache
-def font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
+def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
     """A font file at `size` pixels (10 pt at matplotlib's 100 dpi is 14 px); None: the default font."""
     return ImageFont.truetype(path or default_font_file(), size)
 
 
-def text_turned(canvas: Image.Image, xy: tuple[float, float], text: str, face: ImageFont.FreeTypeFont, angle: int,
-                fill: str = "black", at: str = "centre") -> None:  # fmt: skip
-    """Text turned `angle` degrees anticlockwise (PIL draws text only level), its centre or its end ("end": the top
-    right corner, where a 45° or 90° label ends) at `xy`."""
+def _text_turned(
+    canvas: Image.Image, xy: tuple[float, float], text: str, face: ImageFont.FreeTypeFont, angle: int, at: str = "mid"
+) -> None:
+    """Black text turned `angle` degrees anticlockwise (PIL draws text only level), with its middle or its end at `xy`
+    (the end: the top right corner, where a label turned 45° or 90° ends)."""
     left, top, right, bottom = face.getbbox(text)
     mask = Image.new("L", (right - left, bottom - top))
     ImageDraw.Draw(mask).text((-left, -top), text, fill=255, font=face)
     mask = mask.rotate(angle, resample=Image.BICUBIC, expand=True)
     x, y = (xy[0] - mask.width, xy[1]) if at == "end" else (xy[0] - mask.width / 2, xy[1] - mask.height / 2)
     x, y = round(x), round(y)
-    canvas.paste(ImageColor.getrgb(fill), (x, y, x + mask.width, y + mask.height), mask)
+    canvas.paste((0, 0, 0), (x, y, x + mask.width, y + mask.height), mask)
 
 
 def confusion_matrix_figure(confmat: Tensor, labels: list[str], title: str = "Confusion matrix") -> Image.Image:
@@ -102,15 +103,16 @@ def confusion_matrix_figure(confmat: Tensor, labels: list[str], title: str = "Co
     counts = confmat.detach().cpu().long()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     few = n <= ANNOTATE_MAX_CLASSES
-    cell, ticks, small = (50, font(file, 14), font(None, 13)) if few else (20, font(file, 15), font(None, 13))
+    cell, ticks, small = (50, _font(file, 14), _font(None, 13)) if few else (20, _font(file, 15), _font(None, 13))
     upright = max(map(len, labels)) <= 2  # single kana stand upright; longer labels turn 45° (≤ 10) or 90°
     angle = 0 if upright else (45 if few else 90)
     label_width = max(ticks.getlength(s) for s in labels)
-    line = font(None, 14).size + 4  # one line of axis-label text
+    line = _font(None, 14).size + 4  # one line of axis-label text
     x0 = round(10 + line + 8 + label_width + 8)  # the matrix's left edge: axis label, tick labels, tick marks
     y0 = 10 + line + 10  # below the title
     side = n * cell
     x1, y1 = x0 + side, y0 + side
+    # how far the column labels reach below the matrix: a 45° label sin 45° ≈ 0.71 of its length and line height
     tick_depth = line if upright else round(label_width * (0.71 if few else 1.0) + 0.71 * line)
     bar_left, bar_top, bar_bottom = x1 + 25, y0 + side // 10, y1 - side // 10  # a colour bar 0.8 of the matrix high
     width, height = round(bar_left + 18 + 6 + small.getlength("0.0") + 8 + line + 10), y1 + 8 + tick_depth + line + 16
@@ -127,21 +129,22 @@ def confusion_matrix_figure(confmat: Tensor, labels: list[str], title: str = "Co
         if upright:
             draw.text((centre[0], y1 + 8), label, fill="black", font=ticks, anchor="mt")
         else:
-            text_turned(canvas, (centre[0] + 4, y1 + 8), label, ticks, angle, at="end")
+            _text_turned(canvas, (centre[0] + 4, y1 + 8), label, ticks, angle, at="end")
     if few:
         for (i, j), count in np.ndenumerate(counts.numpy()):
             colour = "white" if rates[i, j] > 0.5 else "black"
             draw.text((x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell), str(count), fill=colour, font=small, anchor="mm")
-    axis = font(None, 14)
-    draw.text(((x0 + x1) / 2, 10), title, fill="black", font=font(None, 16), anchor="mt")
+    axis = _font(None, 14)
+    draw.text(((x0 + x1) / 2, 10), title, fill="black", font=_font(None, 16), anchor="mt")
     draw.text(((x0 + x1) / 2, y1 + 8 + tick_depth + 8), "Predicted class", fill="black", font=axis, anchor="mt")
-    text_turned(canvas, (10 + line / 2, (y0 + y1) / 2), "True class", axis, 90)
+    _text_turned(canvas, (10 + line / 2, (y0 + y1) / 2), "True class", axis, 90)
     _colour_bar(canvas, (bar_left, bar_top, bar_left + 18, bar_bottom), small, axis)
     return canvas
 
 
-def _colour_bar(canvas: Image.Image, box: tuple[int, int, int, int], ticks: ImageFont.FreeTypeFont,
-                axis: ImageFont.FreeTypeFont) -> None:  # fmt: skip
+def _colour_bar(
+    canvas: Image.Image, box: tuple[int, int, int, int], ticks: ImageFont.FreeTypeFont, axis: ImageFont.FreeTypeFont
+) -> None:
     """Blues from 1 (top) to 0 (bottom) in `box`, ticks every 0.2, and its label turned 90° to its right."""
     left, top, right, bottom = box
     ramp = BLUES[np.linspace(255, 0, bottom - top).round().astype(int)]  # (height, 3): one colour per row
@@ -153,7 +156,7 @@ def _colour_bar(canvas: Image.Image, box: tuple[int, int, int, int], ticks: Imag
         draw.line((right, y, right + 4, y), fill="black")
         draw.text((right + 6, y), f"{k / 5:.1f}", fill="black", font=ticks, anchor="lm")
     x = right + 6 + ticks.getlength("0.0") + 8 + (axis.size + 4) / 2
-    text_turned(canvas, (x, (top + bottom) / 2), "fraction of the true class", axis, 90)
+    _text_turned(canvas, (x, (top + bottom) / 2), "fraction of the true class", axis, 90)
 
 
 def most_confused(confmat: Tensor, labels: list[str], k: int = 5) -> list[str]:
@@ -187,7 +190,7 @@ def image_grid_figure(images: Tensor, titles: list[str], ncols: int = 8) -> Imag
     canvas = Image.fromarray(_to_uint8(grid).permute(1, 2, 0).numpy())
     canvas = canvas.resize((canvas.width * GRID_SCALE, canvas.height * GRID_SCALE), Image.NEAREST)
     draw = ImageDraw.Draw(canvas)
-    face = font(file, 11)
+    face = _font(file, 11)
     for k, title in enumerate(titles):
         # make_grid puts image k at row k // ncols, column k % ncols, each cell `size + pad` pixels apart
         x = GRID_SCALE * (pad + (k % ncols) * (size + pad) + size / 2)
@@ -235,9 +238,9 @@ def prediction_sheet_figure(
         x, y = (i % ncols) * width + (left + right) / 2, (i // ncols) * height
         t = targets[i]
         colour = "black" if t is None else ("tab:blue" if predicted[i] == t else "tab:red")
-        draw.text((x, y + bottom + 4), captions[i], fill=COLOURS[colour], font=font(file, 14), anchor="ma")
+        draw.text((x, y + bottom + 4), captions[i], fill=COLOURS[colour], font=_font(file, 14), anchor="ma")
         if titles:
-            draw.text((x, y + top - 3), titles[i], fill="black", font=font(file, 11), anchor="md")
+            draw.text((x, y + top - 3), titles[i], fill="black", font=_font(file, 11), anchor="md")
     return canvas
 
 
@@ -267,7 +270,7 @@ def _draw_bars(draw: ImageDraw.ImageDraw, origin: tuple[int, int], probs: list[f
     (x0, y0), (left, top, right, bottom) = origin, SHEET_BARS_BOX
     left, top, right, bottom = left + x0, top + y0, right + x0, bottom + y0
     draw.rectangle((left - 1, top - 1, right, bottom), outline="black")
-    digits = font(None, 10) if len(probs) <= ANNOTATE_MAX_CLASSES else None
+    digits = _font(None, 10) if len(probs) <= ANNOTATE_MAX_CLASSES else None
     predicted, slot = probs.index(max(probs)), (right - left) / len(probs)
     for j, p in enumerate(probs):
         colour = "tab:blue" if j == target else "grey"

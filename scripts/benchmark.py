@@ -4,8 +4,8 @@
     python scripts/benchmark.py --repeats 3 --no-k49
     python scripts/benchmark.py --denormal      # only: `fit` with denormals kept or flushed, plain and with L2
 
-After the rotation, one `fit --trainer.profiler simple` gives the seconds spent in TensorBoardFigures' hooks (the run's
-own thread), and the same nine figures drawn and PNG-encoded here give their CPU seconds (the drawing thread's).
+After the rotation, one `fit --trainer.profiler simple` gives the seconds spent in TensorBoardFigures' hooks, and the
+same figures painted and PNG-encoded here, alone, give the CPU seconds of the drawing in them.
 
 (a) scripts/handwritten_loop.py: the same model, data, optimizer, epochs and batch size, no framework (the floor);
 (b) `python -m fashion_lab.cli fit --config configs/fashion_mnist.yaml`: everything on (metrics, TensorBoard
@@ -156,7 +156,7 @@ def main() -> None:
     top = ", ".join(f"{hook} {seconds:.3f}" for hook, seconds in sorted(hooks.items(), key=lambda h: -h[1])[:4])
     print(f"TensorBoardFigures in `fit` and its test (--trainer.profiler simple): {sum(hooks.values()):.2f} s ({top})")
     drawing = figures_cpu_seconds(args.epochs)
-    print(f"its {args.epochs + 4} figures painted and PNG-encoded (its drawing thread): {drawing:.2f} s CPU\n")
+    print(f"of which its {args.epochs + 4} figures painted and PNG-encoded, alone: {drawing:.2f} s CPU\n")
     if args.no_k49:
         return
 

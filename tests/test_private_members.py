@@ -1,5 +1,6 @@
 """The framework internals fashion_lab relies on, checked so that an upgrade that changes them fails here first:
-Lightning 2.6.6 (one private attribute, and the order of LightningCLI's constructor) and Optuna 5.0.0 (none)."""
+Lightning 2.6.6 (one private attribute, and the order of LightningCLI's constructor), torch 2.14's SummaryWriter (one
+private method) and Optuna 5.0.0 (none)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import lightning as L
 from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+from torch.utils.tensorboard.summary import text
 
 import fashion_lab
 from fashion_lab.cli.signals import slurm_requeues
@@ -29,6 +31,19 @@ def test_slurm_requeue_reads_what_lightnings_signal_connector_reads(monkeypatch)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     assert isinstance(trainer._accelerator_connector.cluster_environment, SLURMEnvironment)
     assert slurm_requeues(trainer)
+
+
+def test_figures_write_where_summary_writers_add_image_writes(tmp_path: Path) -> None:
+    """TensorBoardFigures._write encodes its PNG itself and hands it to SummaryWriter._get_file_writer(), as
+    add_image does; after close() (the logger's finalize, at the end of fit) that call opens a new file."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    assert "self._get_file_writer().add_summary(" in inspect.getsource(SummaryWriter.add_image)
+    writer = SummaryWriter(tmp_path)
+    writer.close()
+    writer._get_file_writer().add_summary(text("tag", "written after close"), 1)
+    writer.close()
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2
 
 
 def test_lightning_cli_parses_then_reads_the_checkpoint_then_runs_in_its_constructor() -> None:
