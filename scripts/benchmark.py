@@ -82,11 +82,10 @@ def figures_profile(fit: list[str]) -> dict[str, float]:
 def figures_cpu_seconds(epochs: int) -> float:
     """CPU seconds to paint and encode what TensorBoardFigures writes in a seed `fit` and its test: a confusion
     matrix per epoch and one at test, the sample inputs and misclassified grids (32 each), the 15-image sheet."""
-    import numpy as np
     import torch
-    from torch.utils.tensorboard.summary import image
 
     from fashion_lab import FashionMNISTDataModule, plots
+    from fashion_lab.callbacks import image_summary
 
     names, g = list(FashionMNISTDataModule.classes), torch.Generator().manual_seed(0)
     confmat = torch.randint(0, 120, (10, 10), generator=g) + 1000 * torch.eye(10, dtype=torch.long)
@@ -95,10 +94,10 @@ def figures_cpu_seconds(epochs: int) -> float:
     figures = [partial(plots.confusion_matrix_figure, confmat, names, "val confusion matrix")] * (epochs + 1)
     figures += [partial(plots.image_grid_figure, images, titles)] * 2
     figures += [partial(plots.prediction_sheet_figure, images[:15], probs, names, [i % 10 for i in range(15)])]
-    image("warm-up", np.asarray(figures[-1]()), dataformats="HWC")  # imports and font loading: once a process
+    image_summary("warm-up", figures[-1]())  # imports and font loading: once a process
     start = time.process_time()
     for figure in figures:
-        image("figure", np.asarray(figure()), dataformats="HWC")  # what SummaryWriter.add_image encodes
+        image_summary("figure", figure()).SerializeToString()  # what TensorBoardFigures writes
     return time.process_time() - start
 
 
