@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import time
 from typing import Any
 
@@ -151,7 +152,7 @@ class TensorBoardFigures(L.Callback):
 def image_summary(tag: str, figure: Image.Image) -> Summary:
     """The figure as TensorBoard's image summary, a PNG at zlib level 1. (SummaryWriter.add_image converts the pixels
     to float and back and compresses at level 6: 2.3× the time, e.g. 24 ms against 10 ms for a grid.)"""
-    png = io.BytesIO()
+    png, figure = io.BytesIO(), figure.convert("RGB") if figure.mode != "RGB" else figure
     figure.save(png, format="PNG", compress_level=1)
     image = Summary.Image(height=figure.height, width=figure.width, colorspace=3, encoded_image_string=png.getvalue())
     return Summary(value=[Summary.Value(tag=tag, image=image)])  # colorspace 3: RGB
@@ -186,9 +187,12 @@ class TensorBoardHParams(L.Callback):
         self.best_val = math.nan
         self.saved: dict[str, Any] | None = None  # the state of the checkpoint this fit resumes from
 
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(extra=sorted(self.extra))  # two instances with other columns: two states
+
     def state_dict(self) -> dict[str, Any]:
-        log_dir = self.logger.log_dir if self.logger is not None else None
-        return {"seconds": self._seconds(), "best_val_acc": self.best_val, "log_dir": log_dir}
+        return {"seconds": self._seconds(), "best_val_acc": self.best_val, "log_dir": self._log_dir()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.saved = state_dict
@@ -202,7 +206,7 @@ class TensorBoardHParams(L.Callback):
         saved, self.saved = self.saved, None  # loaded from the checkpoint after `setup`, before training starts
         if saved is not None:
             self.seconds_before, self.best_val = saved["seconds"], saved["best_val_acc"]
-        if self.logger is None or (saved is not None and saved["log_dir"] == self.logger.log_dir):
+        if self.logger is None or (saved is not None and saved["log_dir"] == self._log_dir()):
             return  # resumed into its own run: that run's session holds these hyperparameters already
         params = {f"model.{k}": v for k, v in pl_module.hparams.items()}
         if trainer.datamodule is not None:
@@ -224,6 +228,10 @@ class TensorBoardHParams(L.Callback):
         results = {f"hp/test_{k}": float(metrics[f"test/{k}"]) for k in ("acc", "loss", "balanced_acc")
                    if f"test/{k}" in metrics}  # fmt: skip
         self._log(trainer, results)
+
+    def _log_dir(self) -> str | None:
+        """The run's folder, absolute: a fit resumed from another working directory is told apart."""
+        return os.path.realpath(self.logger.log_dir) if self.logger is not None else None
 
     def _seconds(self) -> float:
         return self.seconds_before + (time.perf_counter() - self.start if self.start is not None else 0.0)

@@ -1,11 +1,11 @@
 """Figures for TensorBoard, `predict` and the study report: the confusion matrix, the most-confused pairs, labelled
 image grids, and the TF tutorial's sheet of images beside their probability bars.
 
-Each figure is one RGB `PIL.Image.Image`: TensorBoard takes it as an image (`add_image`), `predict` and the report
-save it as PNG. They are painted with PIL by hand, although matplotlib (and torchmetrics' `.plot`) draw such figures:
-matplotlib's text layout took ~0.15 s for one 10-class confusion matrix (its 100 counts) and ~1 s for the figures of a
-seed `fit`, whose figures may cost 0.3 s in all; PIL paints a confusion matrix in a few milliseconds. matplotlib is
-only where its files are needed: its DejaVu Sans font, and the glyph check of non-ASCII labels.
+Each figure is one RGB `PIL.Image.Image`: TensorBoardFigures writes it as TensorBoard's image summary, `predict`
+and the report save it as PNG. They are painted with PIL by hand, although matplotlib (and torchmetrics' `.plot`)
+draw such figures: matplotlib's text layout took ~0.15 s for one 10-class confusion matrix (its 100 counts) and ~1 s
+for the figures of a seed `fit`, whose figures may cost 0.3 s in all; PIL paints a confusion matrix in ~10 ms.
+matplotlib is used only where its files are needed: its DejaVu Sans font, and the glyph check of non-ASCII labels.
 """
 
 from __future__ import annotations
@@ -95,51 +95,74 @@ def _text_turned(
     canvas.paste((0, 0, 0), (x, y, x + mask.width, y + mask.height), mask)
 
 
+PAD = 10  # pixels around a figure and between its parts
+MIN_MATRIX = 250  # pixels: a matrix of 1 or 2 classes still holds the title and the colour bar's label
+BAR_GAP, BAR_WIDTH = 25, 18  # the colour bar's distance from the matrix, and its width
+
+
 def confusion_matrix_figure(confmat: Tensor, labels: list[str], title: str = "Confusion matrix") -> Image.Image:
     """True classes on rows, predictions on columns; colour = row-normalised (recall) in matplotlib's Blues with its
     colour bar, text = counts (≤ 10 classes). The margins are measured from the labels, so long class names fit."""
     n = len(labels)
-    file, labels = label_font(labels)
+    font_file, labels = label_font(labels)
     counts = confmat.detach().cpu().long()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     few = n <= ANNOTATE_MAX_CLASSES
-    cell, ticks, small = (50, _font(file, 14), _font(None, 13)) if few else (20, _font(file, 15), _font(None, 13))
+    tick_font, count_font, axis_font = _font(font_file, 14 if few else 15), _font(None, 13), _font(None, 14)
+    cell = max(50 if few else 20, -(-MIN_MATRIX // n))
     upright = max(map(len, labels)) <= 2  # single kana stand upright; longer labels turn 45° (≤ 10) or 90°
-    angle = 0 if upright else (45 if few else 90)
-    label_width = max(ticks.getlength(s) for s in labels)
-    line = _font(None, 14).size + 4  # one line of axis-label text
-    x0 = round(10 + line + 8 + label_width + 8)  # the matrix's left edge: axis label, tick labels, tick marks
-    y0 = 10 + line + 10  # below the title
+    label_width = max(tick_font.getlength(s) for s in labels)
+    line = axis_font.size + 4  # one line of axis-label text
+    x0 = round(PAD + line + 8 + label_width + 8)  # the matrix's left edge: axis label, tick labels, tick marks
+    y0 = PAD + line + PAD  # below the title
     side = n * cell
     x1, y1 = x0 + side, y0 + side
     # how far the column labels reach below the matrix: a 45° label sin 45° ≈ 0.71 of its length and line height
     tick_depth = line if upright else round(label_width * (0.71 if few else 1.0) + 0.71 * line)
-    bar_left, bar_top, bar_bottom = x1 + 25, y0 + side // 10, y1 - side // 10  # a colour bar 0.8 of the matrix high
-    width, height = round(bar_left + 18 + 6 + small.getlength("0.0") + 8 + line + 10), y1 + 8 + tick_depth + line + 16
-    canvas = Image.new("RGB", (width, height), "white")
+    bar = (x1 + BAR_GAP, y0 + side // 10, x1 + BAR_GAP + BAR_WIDTH, y1 - side // 10)  # 0.8 of the matrix high
+    title_font = _font(None, 16)
+    title_width = title_font.getlength(title)
+    width = round(max(bar[0] + _colour_bar_width(count_font, axis_font), title_width + 2 * PAD) + PAD)
+    canvas = Image.new("RGB", (width, y1 + 8 + tick_depth + line + 16), "white")
     draw = ImageDraw.Draw(canvas)
     shades = (rates.numpy() * 255).round().astype(np.uint8)
     canvas.paste(Image.fromarray(BLUES[shades]).resize((side, side), Image.NEAREST), (x0, y0))
     draw.rectangle((x0 - 1, y0 - 1, x1, y1), outline="black")
-    for k, label in enumerate(labels):
-        centre = x0 + (k + 0.5) * cell, y0 + (k + 0.5) * cell
-        draw.line((x0 - 5, centre[1], x0 - 1, centre[1]), fill="black")
-        draw.text((x0 - 8, centre[1]), label, fill="black", font=ticks, anchor="rm")
-        draw.line((centre[0], y1, centre[0], y1 + 4), fill="black")
-        if upright:
-            draw.text((centre[0], y1 + 8), label, fill="black", font=ticks, anchor="mt")
-        else:
-            _text_turned(canvas, (centre[0] + 4, y1 + 8), label, ticks, angle, at="end")
+    _class_ticks(canvas, labels, tick_font, (x0, y0), cell, angle=0 if upright else (45 if few else 90))
     if few:
         for (i, j), count in np.ndenumerate(counts.numpy()):
             colour = "white" if rates[i, j] > 0.5 else "black"
-            draw.text((x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell), str(count), fill=colour, font=small, anchor="mm")
-    axis = _font(None, 14)
-    draw.text(((x0 + x1) / 2, 10), title, fill="black", font=_font(None, 16), anchor="mt")
-    draw.text(((x0 + x1) / 2, y1 + 8 + tick_depth + 8), "Predicted class", fill="black", font=axis, anchor="mt")
-    _text_turned(canvas, (10 + line / 2, (y0 + y1) / 2), "True class", axis, 90)
-    _colour_bar(canvas, (bar_left, bar_top, bar_left + 18, bar_bottom), small, axis)
+            xy = (x0 + (j + 0.5) * cell, y0 + (i + 0.5) * cell)
+            draw.text(xy, str(count), fill=colour, font=count_font, anchor="mm")
+    # the title over the matrix, moved in where it is wider than the matrix would leave room for
+    title_x = min(max((x0 + x1) / 2, PAD + title_width / 2), width - PAD - title_width / 2)
+    draw.text((title_x, PAD), title, fill="black", font=title_font, anchor="mt")
+    draw.text(((x0 + x1) / 2, y1 + 8 + tick_depth + 8), "Predicted class", fill="black", font=axis_font, anchor="mt")
+    _text_turned(canvas, (PAD + line / 2, (y0 + y1) / 2), "True class", axis_font, 90)
+    _colour_bar(canvas, bar, count_font, axis_font)
     return canvas
+
+
+def _class_ticks(
+    canvas: Image.Image, labels: list[str], face: ImageFont.FreeTypeFont, origin: tuple[int, int], cell: int, angle: int
+) -> None:
+    """Tick marks and class names along the matrix's left edge (rows) and below it (columns, turned `angle`°)."""
+    draw = ImageDraw.Draw(canvas)
+    (x0, y0), bottom = origin, origin[1] + len(labels) * cell
+    for k, label in enumerate(labels):
+        x, y = x0 + (k + 0.5) * cell, y0 + (k + 0.5) * cell
+        draw.line((x0 - 5, y, x0 - 1, y), fill="black")
+        draw.text((x0 - 8, y), label, fill="black", font=face, anchor="rm")
+        draw.line((x, bottom, x, bottom + 4), fill="black")
+        if angle:
+            _text_turned(canvas, (x + 4, bottom + 8), label, face, angle, at="end")
+        else:
+            draw.text((x, bottom + 8), label, fill="black", font=face, anchor="mt")
+
+
+def _colour_bar_width(ticks: ImageFont.FreeTypeFont, axis: ImageFont.FreeTypeFont) -> float:
+    """Pixels from the colour bar's left edge to the right of its label: bar, tick, "0.0", the label turned 90°."""
+    return BAR_WIDTH + 6 + ticks.getlength("0.0") + 8 + axis.size + 4
 
 
 def _colour_bar(
@@ -155,7 +178,7 @@ def _colour_bar(
         y = bottom - k / 5 * (bottom - top)
         draw.line((right, y, right + 4, y), fill="black")
         draw.text((right + 6, y), f"{k / 5:.1f}", fill="black", font=ticks, anchor="lm")
-    x = right + 6 + ticks.getlength("0.0") + 8 + (axis.size + 4) / 2
+    x = left + _colour_bar_width(ticks, axis) - (axis.size + 4) / 2
     _text_turned(canvas, (x, (top + bottom) / 2), "fraction of the true class", axis, 90)
 
 
@@ -175,7 +198,7 @@ def most_confused(confmat: Tensor, labels: list[str], k: int = 5) -> list[str]:
     ]
 
 
-GRID_SCALE = 4  # the grid's pixels are drawn 4 × 4 (28 px images at 112 px), its padding holds the titles
+GRID_CELL = 112  # pixels: each image drawn at least this large (28 px images 4 × 4), its padding holds the titles
 
 
 def image_grid_figure(images: Tensor, titles: list[str], ncols: int = 8) -> Image.Image:
@@ -183,18 +206,19 @@ def image_grid_figure(images: Tensor, titles: list[str], ncols: int = 8) -> Imag
     (e.g. "pred / true")."""
     from torchvision.utils import make_grid
 
-    file, titles = label_font(titles)
+    font_file, titles = label_font(titles)
     ncols = min(ncols, len(images))
-    pad, size = 10, images.shape[-1]  # the padding between rows holds each title
+    pad, (height, width) = 10, images.shape[-2:]  # the padding between rows holds each title
+    scale = max(1, GRID_CELL // max(height, width))  # nearest neighbour: the model's pixels stay visible as squares
     grid = make_grid(images.detach().cpu().float(), nrow=ncols, padding=pad, normalize=True, pad_value=1.0)
     canvas = Image.fromarray(_to_uint8(grid).permute(1, 2, 0).numpy())
-    canvas = canvas.resize((canvas.width * GRID_SCALE, canvas.height * GRID_SCALE), Image.NEAREST)
+    canvas = canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(canvas)
-    face = _font(file, 11)
+    face = _font(font_file, 11)
     for k, title in enumerate(titles):
-        # make_grid puts image k at row k // ncols, column k % ncols, each cell `size + pad` pixels apart
-        x = GRID_SCALE * (pad + (k % ncols) * (size + pad) + size / 2)
-        y = GRID_SCALE * (pad + (k // ncols) * (size + pad)) - 4
+        # make_grid puts image k at row k // ncols, column k % ncols, each cell its size + pad pixels apart
+        x = scale * (pad + (k % ncols) * (width + pad) + width / 2)
+        y = scale * (pad + (k // ncols) * (height + pad)) - 4
         draw.text((x, y), title, fill="black", font=face, anchor="md")
     return canvas
 
@@ -228,7 +252,7 @@ def prediction_sheet_figure(
         f"{names[p]} {100 * q:.0f}%" + ("" if t is None else f" ({names[t]})")
         for p, q, t in zip(predicted.tolist(), confidence.tolist(), targets, strict=True)
     ]
-    file, texts = label_font(captions + (titles or []))
+    font_file, texts = label_font(captions + (titles or []))
     captions, titles = texts[:n], texts[n:] or None
     ncols = min(ncols, n)
     (width, height), (left, top, right, bottom) = SHEET_CELL, SHEET_IMAGE_BOX
@@ -238,9 +262,9 @@ def prediction_sheet_figure(
         x, y = (i % ncols) * width + (left + right) / 2, (i // ncols) * height
         t = targets[i]
         colour = "black" if t is None else ("tab:blue" if predicted[i] == t else "tab:red")
-        draw.text((x, y + bottom + 4), captions[i], fill=COLOURS[colour], font=_font(file, 14), anchor="ma")
+        draw.text((x, y + bottom + 4), captions[i], fill=COLOURS[colour], font=_font(font_file, 14), anchor="ma")
         if titles:
-            draw.text((x, y + top - 3), titles[i], fill="black", font=_font(file, 11), anchor="md")
+            draw.text((x, y + top - 3), titles[i], fill="black", font=_font(font_file, 11), anchor="md")
     return canvas
 
 

@@ -73,13 +73,23 @@ def test_counts_annotated_for_ten_classes() -> None:
     assert (cell(6, 0)[:5, :5] == plots.BLUES[255]).all() and (cell(0, 6)[:5, :5] == plots.BLUES[0]).all()
 
 
-def test_long_class_names_fit() -> None:
-    names = [f"class number {i} with a long name" for i in range(10)]
-    image = confusion_matrix_figure(shirts_as_tshirts(), names)
+@pytest.mark.parametrize(
+    ("names", "title"),
+    [
+        ([f"class number {i} with a long name" for i in range(10)], "Confusion matrix"),
+        (["cat"], "test confusion matrix, epoch 12"),  # the title and the colour bar's label: wider than 1 class
+        (["cat", "dog"], "test confusion matrix, epoch 12"),
+    ],
+)
+def test_long_names_and_few_classes_fit(names: list[str], title: str) -> None:
+    n = len(names)
+    target = torch.arange(n).repeat(5)
+    image = confusion_matrix_figure(MulticlassConfusionMatrix(max(n, 2))(target, target)[:n, :n], names, title)
     pixels = np.asarray(image)
-    assert image.width > confusion_matrix_figure(shirts_as_tshirts(), FASHION).width
-    # nothing cut at the edges: the labels' margins were measured from the text
-    assert (pixels[:, 0] == 255).all() and (pixels[-1] == 255).all() and (pixels[:, -1] == 255).all()
+    # nothing cut at the edges: the margins were measured from the text
+    assert all((edge == 255).all() for edge in (pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]))
+    if n == 10:
+        assert image.width > confusion_matrix_figure(shirts_as_tshirts(), FASHION).width
 
 
 def test_most_confused_in_the_seeds_words() -> None:
@@ -107,13 +117,21 @@ def test_falls_back_to_code_points_without_a_cjk_font(monkeypatch: pytest.Monkey
 
 def test_image_grid_titles() -> None:
     image = image_grid_figure(torch.rand(10, 1, 28, 28), [f"{i} / {i + 1}" for i in range(10)], ncols=4)
-    scale = plots.GRID_SCALE
+    scale = plots.GRID_CELL // 28
     assert image.size == (scale * (10 + 4 * 38), scale * (10 + 3 * 38))  # make_grid: 3 rows × 4 columns
     pixels = np.asarray(image)
     for k in range(12):  # each title in the padding above its image; the two empty cells have none
         x, y = scale * (10 + (k % 4) * 38), scale * ((k // 4) * 38)
         band = pixels[y : y + scale * 10, x : x + scale * 28]
         assert (band < 100).all(axis=2).any() == (k < 10), k
+
+
+def test_image_grid_of_large_tall_images_is_not_enlarged() -> None:
+    image = image_grid_figure(torch.rand(5, 1, 224, 112), [str(i) for i in range(5)], ncols=4)
+    assert image.size == (10 + 4 * 122, 10 + 2 * 234)  # at their own size: make_grid's 2 rows × 4 columns
+    pixels = np.asarray(image)
+    band = pixels[234 : 234 + 10, 10 : 10 + 112]  # the title of image 4, above the second row
+    assert (band < 100).all(axis=2).any()
 
 
 def test_prediction_sheet_in_the_tutorials_colours() -> None:
@@ -199,7 +217,8 @@ def test_figures_are_a_no_op_without_tensorboard(
     model = MLPClassifier()
     trainer.fit(model, fashion())
     trainer.test(model, fashion(), verbose=False)
-    assert trainer.callbacks[0].writer is None or not isinstance(trainer.callbacks[0], TensorBoardFigures)
+    (figures,) = [cb for cb in trainer.callbacks if isinstance(cb, TensorBoardFigures)]
+    assert figures.writer is None
 
 
 def test_bad_callback_arguments() -> None:

@@ -103,7 +103,7 @@ def test_a_resumed_fit_continues_its_runs_session(fashion, tmp_path: Path) -> No
     first.fit(MLPClassifier(hidden=(32,)), datamodule=dm)
     run, last = Path(first.logger.log_dir), tmp_path / "ckpt" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)
-    (state,) = [v for k, v in checkpoint["callbacks"].items() if k == "TensorBoardHParams"]
+    (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("TensorBoardHParams")]
     assert state["best_val_acc"] == pytest.approx(hparams_curve(run, "val/acc")[0])
     state["best_val_acc"] = 0.999  # as if epoch 1 had been the best: the resumed run's best must still count it
     torch.save(checkpoint, last)
@@ -114,6 +114,14 @@ def test_a_resumed_fit_continues_its_runs_session(fashion, tmp_path: Path) -> No
     assert sessions(run) == 1 and params["model.hidden"] == "(32,)"
     assert len(hparams_curve(run, "val/acc")) == 3 and after["hp/best_val_acc"] == pytest.approx(0.999)
     assert after["hp/epochs"] == 3 and after["hp/seconds"] > resumed_wall  # the first part's seconds count too
+
+
+def test_two_instances_keep_two_states(fashion, tmp_path: Path) -> None:
+    """The CLI's own and one a user adds with other columns: Lightning needs a state key for each."""
+    callbacks = [TensorBoardHParams(), TensorBoardHParams({"note": "mine"})]
+    trainer = L.Trainer(fast_dev_run=1, logger=False, callbacks=callbacks, enable_progress_bar=False)
+    trainer.fit(MLPClassifier(), datamodule=fashion(batch_size=64))  # Lightning refuses two callbacks of one key
+    assert len({cb.state_key for cb in trainer.callbacks if isinstance(cb, TensorBoardHParams)}) == 2
 
 
 def test_without_tensorboard_it_does_nothing(fashion) -> None:
