@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import sys
 import time
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import fashion_lab.studies
@@ -73,6 +74,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def join(workers: list[BaseProcess]) -> list[str]:
+    """Wait for the spawned workers; the ones that ended with an error, as "worker 1 (exit code 1)"."""
+    for worker in workers:
+        worker.join()
+    return [f"worker {k} (exit code {w.exitcode})" for k, w in enumerate(workers, start=1) if w.exitcode]
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m fashion_lab.studies NAME ...`; returns the exit status (1 with one `error:` line on a mistake)."""
     args = parse(argv)
@@ -93,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         for worker in others:
             worker.start()
         work(args, "[worker 0] " if others else "")
-        for worker in others:
-            worker.join()
+        stopped = join(others)
         study, spec = load(storage, study.study_name)
         lines, error = summary(study, spec)
         print(f"{study.study_name} ({time.perf_counter() - start:.0f} s):", *lines, sep="\n  ")
+        if stopped:  # its trial, if it had one, goes stale and is run again by whoever works on the study next
+            crash = f"{', '.join(stopped)} stopped with an error (printed above); fix it and run the same command again"
+            error = f"{error}; {crash}" if error else crash
     except StudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
