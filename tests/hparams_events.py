@@ -18,4 +18,6 @@ def hparams_tab(run: Path) -> tuple[dict[str, object], dict[str, float]]:
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     params = {key: getattr(value, value.WhichOneof("kind")) for key, value in start.hparams.items()}
     tags = [info.name.tag for info in experiment.metric_infos]
-    return params, {tag: events.Scalars(tag)[-1].value for tag in tags}
+    # the latest by wall time: the loader reads a run's event files in name order, and two files one process writes in
+    # the same second sort by a counter as text (…9 after …10), so a resumed fit's file may be read first
+    return params, {tag: max(events.Scalars(tag), key=lambda e: e.wall_time).value for tag in tags}
