@@ -39,6 +39,7 @@ from fashion_lab.errors import ConfigError
 from fashion_lab.model import MLPClassifier
 from fashion_lab.predictions import CSVPredictionWriter
 from fashion_lab.summary import KerasSummary
+from fashion_lab.weights import HiddenUnitsImage, WeightHistograms
 
 DESCRIPTION = (
     "fashion_lab: the Keras Fashion-MNIST / Kuzushiji-49 MLP study in PyTorch Lightning. "
@@ -219,8 +220,10 @@ def trainer_defaults(hparams: dict | None = None) -> dict:
     return {
         "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
         "logger": {
-            "class_path": "fashion_lab.RunLogger",  # TensorBoard; each run claims its own version_N folder
-            "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
+            # TensorBoard in Keras' layout (train and validation runs, step = epoch) with the model's graph; each run
+            # claims its own version_N folder
+            "class_path": "fashion_lab.KerasTensorBoardLogger",
+            "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False, "log_graph": True},
         },
         "plugins": [{"class_path": "fashion_lab.AtomicCheckpointIO"}],
         "log_every_n_steps": 10,  # an epoch is 47 steps at steps_per_execution 32; Lightning warns above that
@@ -230,6 +233,8 @@ def trainer_defaults(hparams: dict | None = None) -> dict:
             LearningRateMonitor(logging_interval="step"),  # TensorBoard shows the schedule (lr-<Optimizer>)
             TensorBoardFigures(),
             TensorBoardHParams(hparams),  # the HPARAMS tab: hyperparameters with the run's results
+            WeightHistograms(),  # Keras' histogram_freq=1: HISTOGRAMS and DISTRIBUTIONS
+            HiddenUnitsImage(),  # IMAGES: the first Dense kernel, a tile per unit
             CSVPredictionWriter(),
             FiniteGuard(),
             RNGState(),
