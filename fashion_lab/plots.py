@@ -318,7 +318,9 @@ def _to_uint8(images: Tensor) -> Tensor:
 # above, spread over an odd number of entries so that 0 falls exactly on the middle one, the map's centre colour
 RDBU_R_STEPS = [(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240), (247, 247, 247),
                 (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31)]  # fmt: skip
-RDBU_R = np.stack([np.interp(np.linspace(0, 1, 255), np.linspace(0, 1, 11), c) for c in zip(*RDBU_R_STEPS, strict=True)])
+RDBU_R = np.stack(
+    [np.interp(np.linspace(0, 1, 255), np.linspace(0, 1, 11), c) for c in zip(*RDBU_R_STEPS, strict=True)]
+)
 RDBU_R = RDBU_R.T.round().astype(np.uint8)  # (255, 3); RDBU_R[127] is weight 0
 UNIT_GAP, UNIT_BACKGROUND, SCALE_HEIGHT = 2, 96, 20  # pixels between tiles, their grey, the scale's strip below
 
