@@ -76,10 +76,14 @@ class KerasTensorBoardLogger(RunLogger):
         """The SummaryWriter of the sub-run `name` (`train`, `validation`), a folder in the run's own."""
         from torch.utils.tensorboard import SummaryWriter  # imported by the logger's own writer when first used
 
-        self._runs = self._runs or {}
+        if self._runs is None:
+            self._runs = {}
         if name not in self._runs:
             self._runs[name] = SummaryWriter(os.path.join(self.log_dir, name))
         return self._runs[name]
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_runs": None}  # as Lightning drops its writer: a spawned rank opens its own
 
     @rank_zero_only
     def save(self) -> None:

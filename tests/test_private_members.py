@@ -1,6 +1,6 @@
 """The framework internals fashion_lab relies on, checked so that an upgrade that changes them fails here first:
-Lightning 2.6.6 (one private attribute, and the order of LightningCLI's constructor), torch 2.14's SummaryWriter (one
-private method) and Optuna 5.0.0 (none)."""
+Lightning 2.6.6 (one private attribute, the order of LightningCLI's constructor, a callback hook set to None
+skipped), torch 2.14's SummaryWriter (one private method) and Optuna 5.0.0 (none)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,16 @@ def test_no_private_optuna_or_lightning_cli_members() -> None:
     cli = "\n".join(p.read_text() for p in (package / "cli").glob("*.py"))
     assert not re.search(r"def _parse_ckpt_path|def _run_subcommand|_subcommand_parsers|self\._get\(", cli)
     assert cli.count("._accelerator_connector") == 1  # slurm_requeues, tested above
+
+
+def test_a_hook_set_to_none_is_not_called() -> None:
+    """fashion_lab.weights' callbacks set their per-step hooks to None: Lightning 2.6's _call_callback_hooks skips a
+    hook that is not callable, so a fast-path fit makes no call into them per optimizer step."""
+    from lightning.pytorch.trainer import call
+
+    from fashion_lab.weights import WeightHistograms
+
+    assert "if callable(fn):" in inspect.getsource(call._call_callback_hooks)
+    assert WeightHistograms.on_before_backward is None and WeightHistograms.on_before_optimizer_step is None
+    trainer = L.Trainer(callbacks=[WeightHistograms()], logger=False, enable_progress_bar=False)
+    call._call_callback_hooks(trainer, "on_before_backward", None)  # would raise TypeError if it called None
