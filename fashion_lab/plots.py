@@ -332,7 +332,8 @@ def units_grid_columns(units: int) -> int:
 
 def dense_units_figure(kernel: Tensor, tile: tuple[int, int]) -> Image.Image:
     """A Dense kernel (units, H·W) as one H × W tile per unit: the input pixels each unit weighs, red for positive,
-    blue for negative, on one scale for all tiles centred on 0 (±max |w|), which the strip below shows.
+    blue for negative, on one scale for all tiles centred on 0, which the strip below shows: ±the 99th percentile of
+    |w| (a few large weights would leave every other pixel near white), beyond it the map's ends.
 
     Each tile is 1 px per input pixel, UNIT_GAP grey pixels apart: 128 units of 28 × 28 are 482 × 242 px of tiles.
     """
@@ -340,7 +341,8 @@ def dense_units_figure(kernel: Tensor, tile: tuple[int, int]) -> Image.Image:
     units, (height, width) = weights.shape[0], tile
     ncols = units_grid_columns(units)
     nrows = -(-units // ncols)
-    bound = float(np.abs(weights).max()) or 1.0  # all zero: every tile the centre colour
+    size = np.abs(weights)
+    bound = float(np.quantile(size, 0.99)) or float(size.max()) or 1.0  # all zero: every tile the centre colour
     grey = len(RDBU_R)  # the palette's entry after the colour map
     tiles = np.full((nrows * ncols, height, width), grey, dtype=np.uint8)
     tiles[:units] = np.rint(weights / bound * 127 + 127).clip(0, 254).reshape(units, height, width)

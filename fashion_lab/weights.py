@@ -63,7 +63,8 @@ class WeightHistograms(_EpochCallback):
 class HiddenUnitsImage(_EpochCallback):
     """The first Dense layer's kernel at the end of each training epoch, one 28 × 28 tile per unit (the seed's 128
     hidden units), as `weights/dense/units` in TensorBoard's IMAGES: red pixels raise the unit, blue ones lower it,
-    the grey-white centre of the colour map is a weight of 0, on one scale per epoch (±max |w|, shown below).
+    the grey-white centre of the colour map is a weight of 0, on one scale per epoch (±the 99th percentile of |w|,
+    shown below).
 
     The tile is the model's `example_input_array` image (H, W) when the layer takes H·W inputs, else a square.
     """

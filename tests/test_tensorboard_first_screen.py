@@ -33,6 +33,8 @@ return Array.from(document.querySelectorAll('metrics-card-groups card-view'), ca
 ]);
 """
 
+SCROLL_BACK = "for (let e = arguments[0]; e; e = e.parentElement) e.scrollTop = 0;"
+
 
 def fit(folder: Path, args: list[str]) -> Path:
     """A CLI `fit` (with its test) run in `folder`, as a user runs it: its lightning_logs."""
@@ -57,7 +59,8 @@ def first_screen(logs: Path, tmp_path: Path, name: str) -> list[tuple[str, dict[
     the run's colour in the chart}); the first screen is saved as `name`.png."""
     port = free_port()
     command = [str(TENSORBOARD), "--logdir", str(logs), "--host", "127.0.0.1", "--port", str(port)]
-    with chromium(width=1280, height=900) as browser, serve(command, tmp_path, port) as url:
+    # a large screen, 1400 × 1300: the first two cards both show, one above the other, as TensorBoard stacks groups
+    with chromium(width=1400, height=1300) as browser, serve(command, tmp_path, port) as url:
         browser.get(url)  # no #fragment: the dashboard TensorBoard opens with
         # TensorBoard reads the event files in the background: the tables fill when it has
         cards = wait_until(
@@ -66,7 +69,14 @@ def first_screen(logs: Path, tmp_path: Path, name: str) -> list[tuple[str, dict[
         )  # fmt: skip
         assert "timeseries" in browser.current_url
         elements = browser.find_elements("css selector", "metrics-card-groups card-view")[:2]
-        charts = [card.find_element("css selector", "line-chart canvas").screenshot_as_png for card in elements]
+        chart = lambda card: card.find_element("css selector", "line-chart canvas").screenshot_as_png  # noqa: E731
+        # the charts draw after their tables fill: wait for both runs' colours in both
+        charts = wait_until(
+            lambda: (shots := [chart(card) for card in elements])
+            and all(drawn(shot, rgb(colour)) for shot, (_, rows) in zip(shots, cards[:2], strict=True)
+                    for colour, _ in rows) and shots, what="the lines in the first two charts",
+        )  # fmt: skip
+        browser.execute_script(SCROLL_BACK, elements[0])  # an element's screenshot scrolled the page
         target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
         target.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(target / f"{name}.png"))  # the first screen only, as the learner sees it
