@@ -130,7 +130,7 @@ class TensorBoardFigures(L.Callback):
 
     def _write(self, tag: str, figure: Image.Image, trainer: L.Trainer) -> None:
         # where add_image writes (torch 2.14's SummaryWriter; its private _get_file_writer reopens the file that the
-        # logger closed after `fit`, for a test that follows); pinned by tests/test_private_members.py
+        # logger closed after `fit`, for a test that follows); pinned by tests/project/test_private_members.py
         self.writer._get_file_writer().add_summary(image_summary(tag, figure), trainer.global_step)
 
     def _reset_confmat(self, pl_module: L.LightningModule) -> None:

@@ -73,7 +73,8 @@ class ImageDataModule(L.LightningDataModule):
         unscaled_test_images: bool = False,
     ) -> None:
         super().__init__()
-        # Messages in this module's older wording, which tests/test_data.py and tests/test_reliability.py pin down
+        # Messages in this module's older wording, which tests/data/test_data.py and tests/cli/test_reliability.py
+        # pin down
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if not 0.0 <= val_split < 1.0:

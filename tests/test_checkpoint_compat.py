@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUIET, REPO
 
 from fashion_lab import MLPClassifier
 from fashion_lab.cli import cli_main
 from fashion_lab.synthetic import write_idx_set
+from tests.helpers.commands import QUIET
+from tests.helpers.paths import FIXTURES
 
-OLD = REPO / "tests" / "fixtures" / "mnist_86c84c9_last.ckpt"
+OLD = FIXTURES / "mnist_86c84c9_last.ckpt"
 DATA = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
 
 

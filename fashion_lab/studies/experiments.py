@@ -13,7 +13,7 @@ import optuna
 
 from fashion_lab.keras.layers import Activation
 
-# configs/tutorial_as_printed.yaml as overrides of the seed's settings (tests/test_tutorial.py checks they agree)
+# configs/tutorial_as_printed.yaml as overrides of the seed's settings (tests/studies/test_tutorial.py: they agree)
 TUTORIAL_AS_PRINTED = {
     "data.batch_size": 60,
     "data.eval_batch_size": 32,

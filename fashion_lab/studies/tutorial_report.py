@@ -117,7 +117,7 @@ def schedule_text() -> list[str]:
         "(`match_dtype_and_rank`, K2 `engine/compile_utils.py:843-846`), and `mean((y_pred - y_true)**2, "
         "axis=-1)` broadcasts it against the (N, 10) softmax: per image mean_k (y − p_k)². Keras 3 does not expand "
         "(K3 `losses/loss.py:131-136`) and stops with `Dimensions must be equal, but are 60 and 10`. "
-        "fashion_lab's `one_hot_targets: false` is tf.keras 2's broadcast (tests/test_tutorial.py checks it "
+        "fashion_lab's `one_hot_targets: false` is tf.keras 2's broadcast (tests/studies/test_tutorial.py checks it "
         "against the closed form).",
         "- **`metrics=['accuracy']` is sparse categorical accuracy** for both losses (argmax == integer label; "
         "K3 `trainers/compile_utils.py:40-74`, K2 `engine/compile_utils.py:664-683`).",

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_command
+
+from tests.helpers.commands import run_command
+from tests.helpers.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 

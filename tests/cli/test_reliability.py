@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FIT, QUIET, REPO, SYNTHETIC, run_cli
 
 from fashion_lab.synthetic import idx_bytes, make_images, write_idx_set, write_k49
+from tests.helpers.commands import FIT, QUIET, SYNTHETIC, run_cli
+from tests.helpers.crafted import PWNED, RunsCode
+from tests.helpers.paths import REPO
 
 K49 = ["--data", "K49DataModule", "--data.data_dir", "data", "--data.download", "false"]
 
@@ -125,18 +127,6 @@ def data_dir_is_a_file(tmp: Path) -> None:
 
 
 # --- checkpoints crafted to run code: the marker file must never appear -------------------------------------------
-
-PWNED = "pwned"  # what the crafted checkpoints' code would write; asserted absent after every case
-
-
-class RunsCode:
-    """Pickles as `exec(code)`: torch.load without weights_only would write the marker while loading."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self) -> tuple:
-        return exec, (f"open({self.marker!r}, 'w').write('code ran')",)
 
 
 def crafted_checkpoint(tmp: Path) -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import QUIET, run_cli
-from photos import write_photos
-from test_export import checkpoint_probs
 
 from fashion_lab import FashionMNISTDataModule
 from fashion_lab.cli import cli_main
 from fashion_lab.export import main as export_main
+from tests.helpers.checkpoints import checkpoint_probs
+from tests.helpers.commands import QUIET, run_cli
+from tests.helpers.photos import write_photos
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 N_PHOTOS = 2_000  # the first 2,000 test images: ±0.8 points of sampling noise on an accuracy near 0.86

@@ -9,7 +9,6 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import make_trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from matplotlib.colors import to_hex
 from PIL import Image
@@ -24,6 +23,7 @@ from fashion_lab.plots import (
     most_confused,
     prediction_sheet_figure,
 )
+from tests.helpers.trainer import make_trainer
 
 FASHION = list(FashionMNISTDataModule.classes)
 HIRAGANA = list(K49DataModule.classes)

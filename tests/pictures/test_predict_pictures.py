@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUIET, make_trainer
-from photos import write_photos
 from PIL import Image
-from test_pictures import png_bomb
 
 from fashion_lab import ConfigError, DataError, FashionMNISTDataModule, ImageFilesDataModule, MLPClassifier
 from fashion_lab.cli import cli_main
 from fashion_lab.data import CLASSES, expand
 from fashion_lab.synthetic import make_images
+from tests.helpers.commands import QUIET
+from tests.helpers.photos import png_bomb, write_photos
+from tests.helpers.trainer import make_trainer
 
 FASHION = list(FashionMNISTDataModule.classes)
 

@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 import torch
-from conftest import REAL_FASHION
 
 from fashion_lab import FashionMNISTDataModule
 from fashion_lab.sources import read_idx
+from tests.helpers.paths import REAL_FASHION
 
 pytestmark = pytest.mark.real_data
 

@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_command
+
+from tests.helpers.commands import run_command
+from tests.helpers.paths import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 

@@ -12,19 +12,14 @@ in the same fixture ("opt/...") are not tested here.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from fashion_lab.keras.layers import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, regularization
 from fashion_lab.keras.losses import LOSSES, Loss
+from tests.helpers.keras_fixture import FIXTURE, KERAS, keras
 
-FIXTURE = Path(__file__).parent / "fixtures" / "keras_parity.npz"
-with np.load(FIXTURE) as _npz:
-    keras: dict[str, np.ndarray] = dict(_npz)
-KERAS = f"Keras {keras['meta/keras_version']} (TensorFlow {keras['meta/tensorflow_version']})"
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 # Keras' regularizer objects in the fixture: L1(0.01), L2(0.01), L1L2(l1=0.01, l2=0.02) -> fashion_lab's (l1, l2)

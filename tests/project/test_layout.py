@@ -7,10 +7,9 @@ import pkgutil
 import subprocess
 import sys
 
-from conftest import REPO
-
 import fashion_lab
 import fashion_lab.keras
+from tests.helpers.paths import REPO
 
 PUBLIC = {
     "AtomicCheckpointIO", "ConfigError", "DataError", "DenseStack", "FashionMNISTDataModule", "FiniteGuard",

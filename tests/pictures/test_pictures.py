@@ -3,8 +3,6 @@ the reason given for each file that cannot be read."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,7 @@ import pytest
 from PIL import Image
 
 from fashion_lab.pictures import MAX_PIXELS, PictureError, prepare, read_grey
+from tests.helpers.photos import png_bomb
 
 
 def reference() -> np.ndarray:
@@ -24,19 +23,6 @@ def reference() -> np.ndarray:
 
 def expected() -> np.ndarray:
     return prepare(reference() / 255.0)
-
-
-def png_bomb(width: int, height: int, rows: int | None = None) -> bytes:
-    """A decompression bomb: a grey PNG of width × height black pixels, 62 KB on disk for 8000 × 8000.
-    `rows` < height writes only that many rows (Pillow refuses the picture from its header, before any data)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    stream = zlib.compressobj(9)
-    idat = b"".join(stream.compress(bytes(width + 1)) for _ in range(rows or height)) + stream.flush()  # filter+row
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def test_prepare_makes_a_data_set_image() -> None:

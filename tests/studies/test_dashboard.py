@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import optuna
-import postgres
 import pytest
-from browser import free_port, get_json, serve
-from conftest import REPO
 
 from fashion_lab.studies.storage import open_storage
+from tests.helpers import postgres
+from tests.helpers.browser import free_port, get_json, serve
+from tests.helpers.paths import REPO
 
 STUDIES = REPO / "reports" / "studies.db"  # what `python scripts/reproduce_seed.py` wrote: 5 studies, 205 trials
 DASHBOARD = Path(sys.executable).parent / "optuna-dashboard"  # the console script, beside this Python

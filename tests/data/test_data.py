@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_trainer
 
 from fashion_lab import (
     ConfigError,
@@ -22,6 +21,8 @@ from fashion_lab import (
 )
 from fashion_lab.data import mean_std, training_scaling
 from fashion_lab.synthetic import idx_bytes, make_images, write_idx_set, write_k49
+from tests.helpers.paths import FIXTURES
+from tests.helpers.trainer import make_trainer
 
 
 def mnist(tmp_path: Path, **kwargs) -> MNISTDataModule:
@@ -40,7 +41,7 @@ def test_classes_known_without_io(tmp_path: Path) -> None:
 
 
 def test_k49_classes_match_official_classmap() -> None:
-    rows = (Path(__file__).parent / "k49_classmap.csv").read_text(encoding="utf-8").splitlines()[1:]
+    rows = (FIXTURES / "k49_classmap.csv").read_text(encoding="utf-8").splitlines()[1:]
     assert K49DataModule.classes == tuple(row.split(",")[2] for row in rows)
     assert [f"U+{ord(c):04X}" for c in K49DataModule.classes] == [row.split(",")[1] for row in rows]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from loopback import serve
 
 from fashion_lab import DataError, FashionMNISTDataModule, K49DataModule, MNISTDataModule, sources
 from fashion_lab.synthetic import IDX_FILES, write_idx_set, write_k49
+from tests.helpers.loopback import serve
 
 
 @pytest.fixture(autouse=True)

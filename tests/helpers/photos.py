@@ -1,8 +1,10 @@
 """Pictures made the way a user's would be, from 28×28 data set images: a dark object on a light, tinted backdrop,
-a few hundred pixels, a random aspect ratio with margins, mild JPEG compression."""
+a few hundred pixels, a random aspect ratio with margins, mild JPEG compression; and a decompression bomb."""
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +33,16 @@ def write_photos(images: np.ndarray, folder: Path, seed: int = 0, quality: int =
     for image, path in zip(images, paths, strict=True):
         photo(image, rng).save(path, quality=quality)
     return paths
+
+
+def png_bomb(width: int, height: int, rows: int | None = None) -> bytes:
+    """A decompression bomb: a grey PNG of width × height black pixels, 62 KB on disk for 8000 × 8000.
+    `rows` < height writes only that many rows (Pillow refuses the picture from its header, before any data)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    stream = zlib.compressobj(9)
+    idat = b"".join(stream.compress(bytes(width + 1)) for _ in range(rows or height)) + stream.flush()  # filter+row
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -15,14 +15,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import QUIET, SYNTHETIC
-from hparams_events import hparams_tab
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from fashion_lab import MLPClassifier, TensorBoardHParams
 from fashion_lab.callbacks import HP_METRICS
 from fashion_lab.cli import cli_main
 from fashion_lab.synthetic import write_idx_set
+from tests.helpers.commands import QUIET, SYNTHETIC
+from tests.helpers.hparams_events import hparams_tab
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import QUIET, REPO
 
 from fashion_lab.keras.losses import Loss
 from fashion_lab.studies.experiments import GRIDS, TUTORIAL_AS_PRINTED, TUTORIAL_MSE
+from tests.helpers.commands import QUIET
+from tests.helpers.paths import FIXTURES, REPO
 
 CONFIGS = {
     "cross_entropy, as printed": REPO / "configs" / "tutorial_as_printed.yaml",
@@ -105,9 +106,8 @@ def test_as_printed_trains_at_batch_60_with_800_steps_an_epoch(tmp_path: Path) -
 
 def test_test_loss_is_the_mean_over_images_with_a_short_last_batch(fashion, tmp_path: Path) -> None:
     """A batch of 32 on 200 test images leaves a last batch of 8: the loss is still the mean over the 200 images."""
-    from conftest import make_trainer
-
     from fashion_lab import MLPClassifier
+    from tests.helpers.trainer import make_trainer
 
     model, dm = MLPClassifier(), fashion(eval_batch_size=32)
     (scores,) = make_trainer(tmp_path).test(model, datamodule=dm, verbose=False)
@@ -133,7 +133,7 @@ def test_the_report_section_from_the_committed_study(tmp_path: Path) -> None:
 
     shutil.copy(REPO / "reports" / "studies.db", tmp_path / "studies.db")
     storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
-    lines = tutorial_section(storage, REPO / "tests" / "fixtures" / "keras_tutorial_runs.json")
+    lines = tutorial_section(storage, FIXTURES / "keras_tutorial_runs.json")
     rows = [line for line in lines if line.startswith("| first program") or line.startswith("| second program")]
     assert lines[0] == "## The tutorial's printed numbers" and len(rows) == 4
     from fashion_lab.studies.report import find
@@ -150,5 +150,5 @@ def test_the_report_section_from_the_committed_study(tmp_path: Path) -> None:
         assert "tf.keras 2.15.0" in row  # real Keras beside it
     assert inside(1.0, [2.0, 3.0]).startswith("outside") and inside(2.5, [2.0, 3.0]) == "inside"
     assert any("class 2 is Pullover" in line for line in lines)
-    keras = json.loads((REPO / "tests" / "fixtures" / "keras_tutorial_runs.json").read_text())["runs"]
+    keras = json.loads((FIXTURES / "keras_tutorial_runs.json").read_text())["runs"]
     assert {r["optimizer_iterations"] for r in keras if "optimizer_iterations" in r} == {4000}  # 5 × 800, batch 60

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from browser import chromium, free_port, outside_requests, screenshot, serve, wait_until
-from hparams_events import hparams_tab
 
 from fashion_lab.callbacks import HP_METRICS
 from fashion_lab.studies.command import main
 from fashion_lab.synthetic import write_idx_set
+from tests.helpers.browser import chromium, free_port, outside_requests, screenshot, serve, wait_until
+from tests.helpers.hparams_events import hparams_tab
 
 # The loss grid at one seed (its 3 variants: 3 trials) on tiny synthetic MNIST, 1 epoch: about 10 s on 2 cores
 STUDY = ["loss", "--seeds", "1", "--threads", "1", "--data", "MNISTDataModule", "--data.data_dir", "data"]

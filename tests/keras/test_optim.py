@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_keras_parity import KERAS, keras
 
 from fashion_lab.errors import ConfigError
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.optimizers import OPTIMIZERS, SGD, Adam
 from fashion_lab.keras.schedules import CosineDecay, ExponentialDecay, PiecewiseConstantDecay, ReduceLROnPlateau
+from tests.helpers.keras_fixture import KERAS, keras
 
 CASES = sorted({key.split("/")[1] for key in keras if key.startswith("opt/") and key.endswith("/config")})
 SCHEDULES = {

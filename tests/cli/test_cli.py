@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import QUIET, REPO, SYNTHETIC, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lab import MLPClassifier
 from fashion_lab.cli import cli_main
 from fashion_lab.synthetic import write_idx_set
+from tests.helpers.commands import QUIET, SYNTHETIC, run_cli
+from tests.helpers.paths import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 SEED = REPO / "configs" / "fashion_mnist.yaml"

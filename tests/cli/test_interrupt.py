@@ -24,12 +24,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import QUIET, SYNTHETIC, run_cli
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fashion_lab.cli import exit_status
 from fashion_lab.synthetic import write_idx_set
+from tests.helpers.commands import QUIET, SYNTHETIC, run_cli
 
 # 4,000 training images in plain batches of 32 (125 steps): an epoch lasts seconds, long enough to land a signal in
 FIT = [

@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+
+from tests.helpers.paths import REPO
 
 SCRIPT = REPO / "scripts" / "system-packages.sh"
 

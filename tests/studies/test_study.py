@@ -20,12 +20,9 @@ import time
 from pathlib import Path
 
 import optuna
-import postgres
 import pytest
 import torch
 import yaml
-from conftest import REPO, make_trainer, run_command
-from hparams_events import hparams_tab
 from optuna.trial import FrozenTrial, TrialState
 
 from fashion_lab import MLPClassifier
@@ -35,6 +32,11 @@ from fashion_lab.studies.experiments import SEARCH_MAX_TIME, SEARCH_START
 from fashion_lab.studies.recorder import TrialRecorder
 from fashion_lab.studies.stats import verdict
 from fashion_lab.studies.storage import open_storage
+from tests.helpers import postgres
+from tests.helpers.commands import run_command
+from tests.helpers.hparams_events import hparams_tab
+from tests.helpers.paths import REPO
+from tests.helpers.trainer import make_trainer
 
 # The loss grid at 2 seeds: 3 variants × 2 = 6 trials; --heartbeat 1: a dead worker's trial is stale after 3 s
 LOSS = ["loss", "--seeds", "2", "--threads", "1", "--heartbeat", "1"]
