@@ -35,7 +35,7 @@ def test_reproduce_seed_quick(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "seed_study.md").read_text(encoding="utf-8")
-    assert "| logits (Dense) | (None, 10) | 1,290 | 128 inputs × 10 units + 10 biases |" in report
+    assert "| dense_1 (Dense) | (None, 10) | 1,290 | 128 inputs × 10 units + 10 biases |" in report
     assert "**101,770**" in report
     for section in (
         "The tutorial's printed numbers",

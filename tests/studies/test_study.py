@@ -289,8 +289,8 @@ def test_report_from_the_storage(reference: Path, tmp_path: Path) -> None:
     report = (tmp_path / "seed_study.md").read_text(encoding="utf-8")
     assert "| mse, raw integer label (the pitfall) | 2 | 0." in report and " ± " in report
     assert "mse, raw integer label (the pitfall) is " in report and "larger than seed noise" in report
-    assert "Produced by `python -m fashion_lab.study loss " in report
-    assert "Not run yet: `python -m fashion_lab.study activation`" in report
+    assert "Produced by `python -m fashion_lab.studies loss " in report
+    assert "Not run yet: `python -m fashion_lab.studies activation`" in report
     assert "### K49: Q7 loss" in report and "test balanced_acc (mean ± sd)" in report
     assert "## Search: the best Dense-only network" in report and "| trial | val acc | test acc |" in report
     for png in ("confusion_matrix", "curves_loss-fashionmnist", "weights_loss-fashionmnist", "curves_loss-k49",
