@@ -13,7 +13,7 @@ from typing import Any
 _HOMES = {
     "AtomicCheckpointIO": "fashion_lab.runs",
     "ConfigError": "fashion_lab.errors",
-    "DataError": "fashion_lab.sources",
+    "DataError": "fashion_lab.errors",
     "DenseStack": "fashion_lab.keras.layers",
     "FashionMNISTDataModule": "fashion_lab.data",
     "FiniteGuard": "fashion_lab.callbacks",

@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 
 from fashion_lab.datasets import EpochShuffler, InMemoryImages, MiniBatches, keep_batch, mean_std
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ConfigError, DataError, check
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, describe, prepare, read_grey
-from fashion_lab.sources import DataError, candidates, download, find, read_idx, read_npz
+from fashion_lab.sources import candidates, download, find, read_idx, read_npz
 
 
 class ImageDataModule(L.LightningDataModule):

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from fashion_lab.data import ImageFilesDataModule, training_scaling
-from fashion_lab.errors import ConfigError, choose
+from fashion_lab.errors import ConfigError, DataError, choose
 from fashion_lab.model import MLPClassifier
-from fashion_lab.sources import DataError, atomic_write
+from fashion_lab.sources import atomic_write
 
 Format = Literal["onnx", "torch_export"]
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}

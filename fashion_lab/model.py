@@ -18,14 +18,13 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ConfigError, DataError, check
 from fashion_lab.fast_path import Batch, StepsPerExecution
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
 from fashion_lab.keras.optim import OptimizerName, ScheduleName, check_schedule, make_optimizer, make_schedule
 from fashion_lab.keras.schedules import ReduceLROnPlateau
-from fashion_lab.sources import DataError
 
 # DenseStack's options, which the model takes by name (num_classes is the model's own; the input is 28×28 pixels)
 NETWORK_OPTIONS = {

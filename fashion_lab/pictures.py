@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from fashion_lab.sources import DataError
+from fashion_lab.errors import DataError
 
 InvertMode = Literal["auto", "always", "never"]
 # Pictures above this many pixels are refused before decoding (a decompression bomb can claim 30,000 × 30,000 in a
