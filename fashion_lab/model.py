@@ -19,12 +19,12 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lab.errors import ConfigError, DataError, check
-from fashion_lab.fast_path import Batch, StepsPerExecution
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
 from fashion_lab.keras.optim import OptimizerName, ScheduleName, check_schedule, make_optimizer, make_schedule
 from fashion_lab.keras.schedules import ReduceLROnPlateau
+from fashion_lab.steps_per_execution import Batch, StepsPerExecution
 
 # DenseStack's options, which the model takes by name (num_classes is the model's own; the input is 28×28 pixels)
 NETWORK_OPTIONS = {
@@ -40,7 +40,7 @@ class MLPClassifier(StepsPerExecution):
 
     A standard automatic-optimization LightningModule for `(x, y)` batches. When the data module hands over lists
     of K mini-batches (Keras' `steps_per_execution=K`, the CLI's default), it takes the K optimizer steps itself
-    (`fashion_lab.fast_path`): the same updates, with the framework's per-step cost paid once per list.
+    (`fashion_lab.steps_per_execution`): the same updates, with the framework's per-step cost paid once per list.
     The network's options (hidden, activation, dropout, ...) are `DenseStack`'s, documented there and passed on.
 
     Args:
@@ -127,6 +127,7 @@ class MLPClassifier(StepsPerExecution):
         self.register_buffer("input_high", torch.tensor(float("nan")))
         self.register_load_state_dict_pre_hook(_unknown_input_range)  # older state dicts lack the two buffers
         self.learn_input_range = self.input_range_warned = False
+        self.data_classes: tuple[str, ...] | None = None  # the attached datamodule's, read in `setup`
         # Training statistics are sums kept on the device, logged once per epoch: a `self.log` per step costs ~0.6 ms
         # in Lightning and a torchmetrics update ~0.1 ms, more than this network's whole step. Written by hand only
         # for that cost: Σ loss·n, Σ penalty·n, Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
@@ -150,12 +151,16 @@ class MLPClassifier(StepsPerExecution):
             metrics["class_acc"] = MulticlassAccuracy(num_classes, average="none")
         return MetricCollection(metrics)
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self.data_classes = getattr(self.trainer.datamodule, "classes", None)
+
     @property
     def class_names(self) -> list[str]:
-        """The names given, else the attached datamodule's `classes`, else "0".."C-1"."""
+        """The names given, else the datamodule's `classes` (of the latest run), else "0".."C-1"."""
         if self.hparams.class_names is not None:
             return list(self.hparams.class_names)
-        names = getattr(getattr(self._trainer, "datamodule", None), "classes", None)
+        names = self.data_classes
         if names is not None and len(names) == self.hparams.num_classes:
             return list(names)
         return [str(i) for i in range(self.hparams.num_classes)]
