@@ -18,7 +18,7 @@ _HOMES = {
     "FashionMNISTDataModule": "fashion_lab.data",
     "FiniteGuard": "fashion_lab.callbacks",
     "ImageDataModule": "fashion_lab.data",
-    "ImageFilesDataModule": "fashion_lab.data",
+    "ImageFilesDataModule": "fashion_lab.picture_files",
     "K49DataModule": "fashion_lab.data",
     "KerasSummary": "fashion_lab.summary",
     "KMNISTDataModule": "fashion_lab.data",

@@ -22,9 +22,11 @@ from torch.utils.data import DataLoader
 from fashion_lab.cli import CheckpointError, read_checkpoint
 from fashion_lab.cli.checkpoints import CKPT_FIX, resolve_ckpt_path
 from fashion_lab.cli.user_errors import exit_on_user_error
-from fashion_lab.data import ImageFiles, keep_batch, training_scaling
+from fashion_lab.data import training_scaling
+from fashion_lab.datasets import keep_batch
 from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFiles
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, prepare, read_grey
 
 SHOWN_SCALE = 8  # the 28×28 drawn 224×224, each pixel a block: the model's pixels, not the browser's smoothing

@@ -22,9 +22,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fashion_lab.data import ImageFilesDataModule, training_scaling
+from fashion_lab.data import training_scaling
 from fashion_lab.errors import ConfigError, DataError, choose
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFilesDataModule
 from fashion_lab.sources import atomic_write
 
 Format = Literal["onnx", "torch_export"]
@@ -113,7 +114,7 @@ def describe(dest: Path, format: Format, classes: list[str], scaling: dict, chec
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(classes)]},
         "classes": classes,
         "scaling": {"inside_the_model": "x = (image / 255 - mean) / std", **scaling},
-        "preprocessing": ImageFilesDataModule(paths=[], classes=classes).steps,
+        "preprocessing": ImageFilesDataModule(paths=[], classes=classes).preprocessing,
         "training_config": source,
         "training_config_sha256": hashlib.sha256(hashed).hexdigest(),
         "checkpoint": str(ckpt),

@@ -37,6 +37,7 @@ from fashion_lab.cli.signals import (
 from fashion_lab.cli.user_errors import exit_on_user_error, lightning_refused
 from fashion_lab.errors import ConfigError
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFilesDataModule  # noqa: F401 (imported: `--data ImageFilesDataModule`)
 from fashion_lab.predictions import CSVPredictionWriter
 from fashion_lab.summary import KerasSummary
 
@@ -276,7 +277,9 @@ def make_cli(
     defaults["callbacks"] += callbacks or []
     return FashionLabCLI(
         MLPClassifier,
-        LightningDataModule,  # any data module: the data sets, or ImageFilesDataModule for predict
+        # any data module: the data sets, or ImageFilesDataModule for predict (jsonargparse finds a short class name
+        # such as `--data ImageFilesDataModule` among the subclasses imported)
+        LightningDataModule,
         subclass_mode_data=True,
         seed_everything_default=42,
         trainer_defaults=defaults,
