@@ -16,7 +16,7 @@ _HOMES = {
     "DataError": "fashion_lab.errors",
     "DenseStack": "fashion_lab.keras.layers",
     "FashionMNISTDataModule": "fashion_lab.data",
-    "FiniteGuard": "fashion_lab.callbacks",
+    "FiniteGuard": "fashion_lab.callbacks.finite_guard",
     "ImageDataModule": "fashion_lab.data",
     "ImageFilesDataModule": "fashion_lab.picture_files",
     "K49DataModule": "fashion_lab.data",
@@ -25,10 +25,10 @@ _HOMES = {
     "MLPClassifier": "fashion_lab.model",
     "MNISTDataModule": "fashion_lab.data",
     "NonFiniteLossError": "fashion_lab.errors",
-    "RNGState": "fashion_lab.callbacks",
+    "RNGState": "fashion_lab.callbacks.rng_state",
     "RunLogger": "fashion_lab.runs",
-    "TensorBoardFigures": "fashion_lab.callbacks",
-    "TensorBoardHParams": "fashion_lab.callbacks",
+    "TensorBoardFigures": "fashion_lab.callbacks.figures",
+    "TensorBoardHParams": "fashion_lab.callbacks.hparams",
     "keras_summary": "fashion_lab.summary",
 }
 __all__ = sorted(_HOMES)

@@ -1,0 +1,9 @@
+"""Callbacks, one per module: TensorBoard figures, the HPARAMS tab's hyperparameters and results, a NaN guard, and
+the RNG state that makes a resumed run exact."""
+
+from fashion_lab.callbacks.figures import TensorBoardFigures, image_summary
+from fashion_lab.callbacks.finite_guard import FiniteGuard
+from fashion_lab.callbacks.hparams import HP_METRICS, TensorBoardHParams
+from fashion_lab.callbacks.rng_state import RNGState
+
+__all__ = ["HP_METRICS", "FiniteGuard", "RNGState", "TensorBoardFigures", "TensorBoardHParams", "image_summary"]
