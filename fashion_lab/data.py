@@ -286,25 +286,6 @@ DataSetName = Literal["FashionMNIST", "MNIST", "KMNIST", "K49"]
 CLASSES = {dm.name: dm.classes for dm in (FashionMNISTDataModule, MNISTDataModule, KMNISTDataModule, K49DataModule)}
 
 
-def training_scaling(checkpoint: dict) -> dict[str, float]:
-    """The pixel mean and std of the data a checkpoint was trained on: Lightning saves a data module's `state_dict`
-    under its class name, so look for every ImageDataModule subclass' name."""
-    names, todo = set(), [ImageDataModule]
-    while todo:
-        cls = todo.pop()
-        names.add(cls.__qualname__)
-        todo += cls.__subclasses__()
-    state = next((value for key, value in checkpoint.items() if key in names), None)
-    if state is not None:
-        return {"mean": float(state["mean"]), "std": float(state["std"])}
-    if checkpoint.get("datamodule_hyper_parameters", {}).get("normalize"):
-        raise DataError(
-            "the checkpoint was trained with normalize=True but does not hold the training data's mean and std "
-            "(it predates them). Fix: train it again with this version, or run `test` once with it and --ckpt_path."
-        )
-    return {"mean": 0.0, "std": 1.0}
-
-
 def __getattr__(name: str) -> type:
     """`fashion_lab.data.ImageFilesDataModule`, the class path of configs written before it moved to picture_files."""
     if name in ("ImageFiles", "ImageFilesDataModule"):

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fashion_lab.data import training_scaling
+from fashion_lab.checkpoints import read_checkpoint, training_scaling
 from fashion_lab.errors import ConfigError, DataError, choose
 from fashion_lab.model import MLPClassifier
 from fashion_lab.picture_files import ImageFilesDataModule
@@ -57,7 +57,7 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
     if format == "onnx" and importlib.util.find_spec("onnxscript") is None:
         raise ConfigError("--format onnx needs the onnx extra. Fix: pip install -e '.[onnx]' (onnx, onnxscript).")
     ckpt = Path(ckpt_path)
-    checkpoint = _load(ckpt)
+    checkpoint = read_checkpoint(ckpt)
     model = MLPClassifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     scaling = training_scaling(checkpoint)
     wrapped = Probabilities(model.net, **scaling).eval()
@@ -79,19 +79,6 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
     with atomic_write(Path(f"{dest}.json")) as tmp:
         tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return dest
-
-
-CKPT_FIX = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
-
-
-def _load(ckpt: Path) -> dict:
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {ckpt} does not exist. {CKPT_FIX}")
-    try:
-        return torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails on a bad file with errors of many types, none naming the file
-        reason = f"{type(e).__name__}: {e}"
-        raise ConfigError(f"checkpoint {ckpt} is truncated or not a checkpoint ({reason}). {CKPT_FIX}") from e
 
 
 def describe(dest: Path, format: Format, classes: list[str], scaling: dict, checkpoint: dict, ckpt: Path) -> dict:

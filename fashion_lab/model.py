@@ -14,11 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from fashion_lab.errors import ConfigError, DataError, check
+from fashion_lab.checkpoints import range_of_old_checkpoint, unknown_input_range
+from fashion_lab.errors import ConfigError, check
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
@@ -125,7 +126,7 @@ class MLPClassifier(StepsPerExecution):
         # otherwise (the tutorial's evaluate(x_test) on 0..255) warns, also from a direct model(x). NaN = unknown.
         self.register_buffer("input_low", torch.tensor(float("nan")))
         self.register_buffer("input_high", torch.tensor(float("nan")))
-        self.register_load_state_dict_pre_hook(_unknown_input_range)  # older state dicts lack the two buffers
+        self.register_load_state_dict_pre_hook(unknown_input_range)  # older state dicts lack the two buffers
         self.learn_input_range = self.input_range_warned = False
         self.data_classes: tuple[str, ...] | None = None  # the attached datamodule's, read in `setup`
         # Training statistics are sums kept on the device, logged once per epoch: a `self.log` per step costs ~0.6 ms
@@ -292,27 +293,6 @@ class MLPClassifier(StepsPerExecution):
             return {"optimizer": optimizer, "lr_scheduler": self.plateau_config(scheduler)}
         # Keras schedules count optimizer steps
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def range_of_old_checkpoint(checkpoint: dict) -> dict[str, Tensor]:
-    """A checkpoint from before the input range was kept: the range of its data module's batches, [0, 1] scaled by
-    its mean and std, if it was trained with one of the data modules (else unknown: NaN)."""
-    from fashion_lab.data import training_scaling  # the data modules' checkpoint layout
-
-    low = high = torch.tensor(float("nan"))
-    if "datamodule_hyper_parameters" in checkpoint:
-        try:
-            mean, std = training_scaling(checkpoint).values()
-            low, high = torch.tensor(-mean / std), torch.tensor((1 - mean) / std)
-        except DataError:  # normalize without the statistics saved: unknown
-            pass
-    return {"input_low": low, "input_high": high}
-
-
-def _unknown_input_range(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-    """load_state_dict pre-hook: a state dict without the input range (older than it) loads with the range unknown."""
-    for name in ("input_low", "input_high"):
-        state_dict.setdefault(prefix + name, torch.tensor(float("nan")))
 
 
 def _signature() -> inspect.Signature:

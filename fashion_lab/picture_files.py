@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from fashion_lab.data import CLASSES, DataSetName, training_scaling
+from fashion_lab.checkpoints import read_checkpoint, training_scaling
+from fashion_lab.data import CLASSES, DataSetName
 from fashion_lab.datasets import InMemoryImages, keep_batch
 from fashion_lab.errors import ConfigError, DataError, check
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, describe, prepare, read_grey
@@ -126,7 +127,7 @@ class ImageFilesDataModule(L.LightningDataModule):
         # The checkpoint is restored after `setup`, so its training statistics are read here, when the loop starts.
         ckpt_path = getattr(self.trainer, "ckpt_path", None)
         if not self.scaling_given and ckpt_path:
-            self._check_checkpoint(torch.load(ckpt_path, map_location="cpu", weights_only=True))
+            self._check_checkpoint(read_checkpoint(ckpt_path))
         self.predict_set.mean, self.predict_set.std = self.mean, self.std
         return DataLoader(self.predict_set, batch_size=self.batch_size, collate_fn=keep_batch)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fashion_lab import MLPClassifier
-from fashion_lab.data import training_scaling
+from fashion_lab.checkpoints import training_scaling
 from fashion_lab.export import main
 from fashion_lab.synthetic import make_images
 

@@ -17,14 +17,8 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures, TensorBoardHParams
-from fashion_lab.cli.checkpoints import (
-    BEST,
-    checkpoint_callbacks,
-    data_defaults,
-    last_checkpoint,
-    read_checkpoint,
-    resolve_ckpt_path,
-)
+from fashion_lab.checkpoints import read_checkpoint
+from fashion_lab.cli.checkpoints import BEST, checkpoint_callbacks, data_defaults, last_checkpoint, resolve_ckpt_path
 from fashion_lab.cli.notices import quiet_lightning_chatter, say_training_device
 from fashion_lab.cli.signals import (
     EXIT_STATUS,
