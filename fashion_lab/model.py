@@ -129,9 +129,9 @@ class MLPClassifier(StepsPerExecution):
         self.register_load_state_dict_pre_hook(unknown_input_range)  # older state dicts lack the two buffers
         self.learn_input_range = self.input_range_warned = False
         self.data_classes: tuple[str, ...] | None = None  # the attached datamodule's, read in `setup`
-        # Training statistics are sums kept on the device, logged once per epoch: a `self.log` per step costs ~0.6 ms
-        # in Lightning and a torchmetrics update ~0.1 ms, more than this network's whole step. Written by hand only
-        # for that cost: Σ loss·n, Σ penalty·n, Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
+        # Training statistics are sums kept on the device, logged once per epoch, by hand because a per-step
+        # `self.log` or torchmetrics update costs more than this network's whole step: Σ loss·n, Σ penalty·n,
+        # Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
         self.train_sums: Tensor | None = None
         self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
         self.val_metrics = self._stage_metrics(num_classes, per_class=False)
@@ -231,8 +231,8 @@ class MLPClassifier(StepsPerExecution):
         logits, loss, _ = self._losses(x, y)  # as Keras' evaluate(): with the regularization penalties
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
-        # one value per sample: torchmetrics 1.9 ignores `weight` under nan_strategy="disable" (aggregation.py:106-107),
-        # which made the mean a mean of batch means, off when the last batch is short (27.6188 for 27.6100)
+        # one value per sample: MeanMetric ignores `weight` under nan_strategy="disable", and a mean of batch means
+        # would weigh a short last batch as much as a full one
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         return preds  # the TensorBoardFigures callback reads these
 
