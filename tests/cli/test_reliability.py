@@ -423,7 +423,7 @@ def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
     result = run_cli(FIT, tmp_path, FASHION_LAB_DEBUG="1")  # no data files: DataError
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
-    assert "fashion_lab.sources.DataError: MNIST file train-images-idx3-ubyte.gz not found" in result.stderr
+    assert "fashion_lab.errors.DataError: MNIST file train-images-idx3-ubyte.gz not found" in result.stderr
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ from fashion_lab import (
     MLPClassifier,
     MNISTDataModule,
 )
-from fashion_lab.data import mean_std, training_scaling
+from fashion_lab.checkpoints import training_scaling
+from fashion_lab.data import mean_std
 from fashion_lab.synthetic import idx_bytes, make_images, write_idx_set, write_k49
 from tests.helpers.paths import FIXTURES
 from tests.helpers.trainer import make_trainer

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from fashion_lab import MLPClassifier
-from fashion_lab.data import training_scaling
+from fashion_lab.checkpoints import training_scaling
 
 
 def checkpoint_probs(ckpt: Path, images: torch.Tensor) -> torch.Tensor:

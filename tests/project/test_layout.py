@@ -42,3 +42,26 @@ def test_package_exports_every_public_name_lazily() -> None:
     code = "import sys, fashion_lab; print('lightning' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False"  # `import fashion_lab` alone imports no Lightning either
+
+
+def test_one_callback_per_module_all_exported_by_the_package() -> None:
+    """fashion_lab/callbacks/ holds one callback per module; `from fashion_lab.callbacks import X` finds each."""
+    import importlib
+
+    import lightning as L
+
+    import fashion_lab.callbacks
+
+    found = {}
+    for module in pkgutil.iter_modules(fashion_lab.callbacks.__path__, "fashion_lab.callbacks."):
+        defined = importlib.import_module(module.name).__dict__.values()
+        found[module.name] = [c.__name__ for c in defined if isinstance(c, type) and issubclass(c, L.Callback)
+                              and c.__module__ == module.name]  # fmt: skip
+    assert found == {
+        "fashion_lab.callbacks.figures": ["TensorBoardFigures"],
+        "fashion_lab.callbacks.finite_guard": ["FiniteGuard"],
+        "fashion_lab.callbacks.hparams": ["TensorBoardHParams"],
+        "fashion_lab.callbacks.rng_state": ["RNGState"],
+    }
+    for names in found.values():
+        assert getattr(fashion_lab.callbacks, names[0]) is getattr(fashion_lab, names[0])

@@ -1,10 +1,11 @@
 """Keras' `steps_per_execution` for a LightningModule: the model takes K optimizer steps per training batch.
 
 A data module with `steps_per_execution = K > 1` hands over lists of K mini-batches (`fashion_lab.data`), so the
-framework's per-step cost (~1 ms in Lightning, more than this network's whole step) is paid once per list. The
-updates are the same as K plain batches: the same order, the same optimizer, clipping and schedule; the data module
-also tells its `steps_per_epoch` (mini-batches), which a schedule over the whole run counts. Without such a data
-module (plain dataloaders, or K = 1) the model is a standard automatic-optimization LightningModule.
+framework's per-step cost, larger than this network's whole step, is paid once per list. The updates are the same as
+K plain batches: the same order, the same optimizer, clipping and schedule; the data module also tells its
+`steps_per_epoch` (mini-batches), which a schedule over the whole run counts. The model reads K from the attached
+data module in the `setup` hook; without such a data module (plain dataloaders, or K = 1) it is a standard
+automatic-optimization LightningModule.
 
 A subclass provides `train_loss(x, y)` (the loss to minimise, with its bookkeeping) and `after_update()` (Keras'
 constraints, applied after every optimizer update).
@@ -16,7 +17,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from fashion_lab.errors import ConfigError
@@ -29,24 +29,27 @@ PLATEAU_MONITOR = "val/loss"  # Keras' ReduceLROnPlateau default monitor, val_lo
 class StepsPerExecution(L.LightningModule):
     """A LightningModule whose training step also takes a list of mini-batches: one optimizer step for each."""
 
+    # Keras' steps_per_execution of the run's data module, set in `setup` and kept after the run: Lightning's
+    # `trainer.global_step` counts manual or automatic steps by `automatic_optimization`
+    steps_per_execution: int = 1
+
     def train_loss(self, x: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
 
     def after_update(self) -> None:
         """Called after every optimizer update, in either path."""
 
-    @property
-    def steps_per_execution(self) -> int:
-        """Keras' steps_per_execution of the attached data module (lists of mini-batches), else 1."""
-        return getattr(getattr(self._trainer, "datamodule", None), "steps_per_execution", 1)
+    def setup(self, stage: str) -> None:
+        """Take the attached data module's steps_per_execution (lists of mini-batches), else 1; refuse a fit whose
+        Trainer options cannot act inside a list."""
+        self.steps_per_execution = getattr(self.trainer.datamodule, "steps_per_execution", 1)
+        if stage == "fit" and self.steps_per_execution > 1:
+            self._refuse_loop_options()
 
     @property
     def automatic_optimization(self) -> bool:
         """Lightning's automatic optimization, except for steps_per_execution lists, whose steps the model takes."""
-        fast = self.steps_per_execution > 1
-        if fast and self._trainer is not None and self._trainer.state.fn == TrainerFn.FITTING:
-            self._refuse_loop_options()
-        return not fast
+        return self.steps_per_execution == 1
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
         """The loss of an `(x, y)` batch; a list of K mini-batches (steps_per_execution) takes K optimizer steps."""
@@ -82,7 +85,7 @@ class StepsPerExecution(L.LightningModule):
         return torch.stack(losses).mean()  # for callbacks (e.g. the NaN guard)
 
     def step_epoch_schedulers(self) -> None:
-        """Lightning steps epoch schedulers only in automatic optimization: the fast path steps them at epoch end."""
+        """Lightning steps epoch schedulers only in automatic optimization: with lists, the model steps them here."""
         if self.automatic_optimization:
             return
         for config in self.trainer.lr_scheduler_configs:
@@ -92,14 +95,14 @@ class StepsPerExecution(L.LightningModule):
                 config.scheduler.step()
 
     def plateau_config(self, scheduler: ReduceLROnPlateau) -> dict:
-        """The lr_scheduler config of a ReduceLROnPlateau: the fast path steps it itself (Lightning drops `monitor`)."""
+        """The lr_scheduler config of a ReduceLROnPlateau: a list's steps step it here (Lightning drops `monitor`)."""
         monitor = {"monitor": PLATEAU_MONITOR} if self.automatic_optimization else {}
         return {"scheduler": scheduler, "interval": "epoch", **monitor}
 
     def total_optimizer_steps(self) -> int:
         """Optimizer steps in this fit (what a Keras schedule counts), in either path."""
         trainer, k = self.trainer, self.steps_per_execution
-        lists = trainer.estimated_stepping_batches  # sets num_training_batches (lists, in the fast path)
+        lists = trainer.estimated_stepping_batches  # sets num_training_batches (lists, with steps_per_execution)
         if k == 1:
             return int(lists)
         if trainer.max_epochs is None or trainer.max_epochs < 0:
@@ -120,7 +123,7 @@ class StepsPerExecution(L.LightningModule):
 
     def _refuse_loop_options(self) -> None:
         """Name the Keras option that does what a Trainer option cannot do inside a steps_per_execution list."""
-        trainer, k = self._trainer, self.steps_per_execution
+        trainer, k = self.trainer, self.steps_per_execution
         if trainer.gradient_clip_val:
             keras = "clipvalue" if trainer.gradient_clip_algorithm == "value" else "global_clipnorm"
             option, fix = f"gradient_clip_val={trainer.gradient_clip_val}", f"{keras}={trainer.gradient_clip_val}"
