@@ -42,6 +42,12 @@ def keras_modules(net: DenseStack) -> list[tuple[str, str, nn.Module]]:
     return rows
 
 
+def dense_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """(Keras name, module) of each Dense layer of the DenseStack in `model`, in order; none without one."""
+    net = find_net(model)
+    return [(name, module) for name, kind, module in keras_modules(net) if kind == "Dense"] if net else []
+
+
 def keras_layers(net: DenseStack) -> list[tuple[str, str, tuple[int | None, ...], int]]:
     """(Keras name, Keras type, output shape with None for the batch, parameters) per Keras layer."""
     rows = []

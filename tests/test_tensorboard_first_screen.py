@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import SCREENSHOTS, chromium, free_port, outside_requests, serve, wait_until
-from conftest import QUIET, SYNTHETIC
 from PIL import Image
 
 from fashion_lab.cli import cli_main
 from fashion_lab.synthetic import write_idx_set
+from tests.helpers.browser import SCREENSHOTS, chromium, free_port, outside_requests, serve, wait_until
+from tests.helpers.commands import QUIET, SYNTHETIC
 
 TENSORBOARD = Path(sys.executable).parent / "tensorboard"  # the console script, beside this Python
 RUNS = {"train": "version_0/train", "validation": "version_0/validation"}
