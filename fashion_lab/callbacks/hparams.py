@@ -28,13 +28,15 @@ HP_METRICS = {
 class TensorBoardHParams(L.Callback):
     """TensorBoard's HPARAMS tab for the run: the model's and the data module's hyperparameters, flat, by the names
     the CLI uses (`model.dropout`, `data.batch_size`), with the run's results as metrics: best `val/acc`, the test
-    accuracy, loss and balanced accuracy, the epochs run and the wall seconds since `fit` started (a resumed fit
-    adds the seconds before the interruption, and its best `val/acc` counts the earlier epochs).
+    accuracy, loss and balanced accuracy, the epochs run and the wall seconds from the start of `fit` to the end of its
+    last epoch (a resumed fit adds the seconds before the interruption, and its best `val/acc` counts the earlier
+    epochs).
 
     Each result column shows the last value of a scalar the run keeps anyway (HP_METRICS): the test's `test/*`,
     and three curves this callback logs at the end of every training epoch, step = epoch: `val/acc_best` (the best
-    `val/acc` so far, lightning-hydra-template's name), `run/epochs` and `run/seconds` (again after a test, which
-    counts in the run). The session (the hyperparameters and the columns) is written once, when training starts,
+    `val/acc` so far, lightning-hydra-template's name), `run/epochs` and `run/seconds`. (Not again after a test:
+    that would be a second events file, and TensorBoard reads a run's files in name order, where a later one can come
+    first.) The session (the hyperparameters and the columns) is written once, when training starts,
     as Lightning's `log_hyperparams` writes it but with each column pointing at its tag; a fit resumed into the run
     it was saved from writes no second one. With another logger, or none, the callback does nothing.
 
@@ -90,9 +92,6 @@ class TensorBoardHParams(L.Callback):
         best = {} if math.isnan(self.best_val) else {"val/acc_best": self.best_val}
         self._log(trainer, {**best, "run/epochs": trainer.current_epoch + 1})
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log(trainer, {})
-
     def _log_dir(self) -> str | None:
         """The run's folder, absolute: a fit resumed from another working directory is told apart."""
         return os.path.realpath(self.logger.log_dir) if self.logger is not None else None
@@ -101,9 +100,9 @@ class TensorBoardHParams(L.Callback):
         return self.seconds_before + (time.perf_counter() - self.start if self.start is not None else 0.0)
 
     def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
-        """The results so far, and the wall seconds until now (a test after fit counts in the run), at the epoch's
-        step: with Lightning's `epoch` key, as `self.log` records it."""
-        if self.logger is None or self.start is None:  # a test without a fit here: the run's session is elsewhere
+        """The results so far and the wall seconds until now, at the epoch's step: with Lightning's `epoch` key, as
+        `self.log` records it."""
+        if self.logger is None:
             return
         record = {**metrics, "run/seconds": self._seconds(), "epoch": trainer.current_epoch}
         self.logger.log_metrics(record, step=trainer.global_step)
