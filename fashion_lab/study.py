@@ -3,7 +3,7 @@ committed reports/seed_study.md and existing scripts still use. The code is in f
 
 import sys
 
-from fashion_lab.studies.command import main
+from fashion_lab.studies import main
 
 if __name__ == "__main__":
     sys.exit(main())
