@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ClassCountError, check
 from fashion_lab.fast_path import Batch, StepsPerExecution
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
@@ -45,7 +45,8 @@ class MLPClassifier(StepsPerExecution):
     The network's options (hidden, activation, dropout, ...) are `DenseStack`'s, documented there and passed on.
 
     Args:
-        num_classes: classes C of the output layer (the CLI links it from the data).
+        num_classes: classes C of the output layer: the data module's `num_classes` (the CLI links it from the data;
+            a model attached to data with another number stops before its first step, naming both).
         class_names: names for figures and per-class metrics; default: the datamodule's `classes`, else "0".."C-1".
         loss: the Keras loss, by name (see `fashion_lab.keras.losses`); the seed's is sparse cross-entropy.
         label_smoothing: Keras' label smoothing of the one-hot target, t = (1 - s)·onehot + s / C.
@@ -161,6 +162,24 @@ class MLPClassifier(StepsPerExecution):
             return list(names)
         return [str(i) for i in range(self.hparams.num_classes)]
 
+    def setup(self, stage: str) -> None:
+        """Before the first step: refuse a data module with another number of classes (its labels would reach past
+        the output layer: an IndexError deep in the loss)."""
+        data = getattr(self._trainer, "datamodule", None)
+        theirs = getattr(data, "num_classes", None)
+        if theirs is None and getattr(data, "classes", None) is not None:
+            theirs = len(data.classes)
+        ours = self.hparams.num_classes
+        if isinstance(theirs, int) and theirs != ours:
+            raise ClassCountError(
+                f"the model has num_classes={ours}, but the data module {type(data).__name__} has {theirs} classes. "
+                f"Fix: make the model with num_classes={theirs}: MLPClassifier(num_classes=dm.num_classes) in "
+                f"Python, `num_classes: {theirs}` in the model's YAML config.",
+                model=ours,
+                other=theirs,
+                source="data",
+            )
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, 28, 28) or (B, 28, 28) images → (B, C) logits."""
         if not self.training:  # evaluation and prediction only: training steps call self.net
@@ -271,11 +290,13 @@ class MLPClassifier(StepsPerExecution):
             checkpoint.setdefault("state_dict", {}).update(range_of_old_checkpoint(checkpoint))
         saved = checkpoint.get("hyper_parameters", {}).get("num_classes", self.hparams.num_classes)
         if saved != self.hparams.num_classes:
-            raise ConfigError(
-                f"the checkpoint was trained for {saved} classes, but this model (linked from the data) has "
-                f"{self.hparams.num_classes}. Fix: use the data module the checkpoint was trained on "
-                "(its run's config.yaml; for picture files, --data.classes with its data set's name), "
-                "or train a new model on this data."
+            raise ClassCountError(
+                f"the checkpoint was trained for {saved} classes, but this model has "
+                f"num_classes={self.hparams.num_classes}. Fix: load it as MLPClassifier.load_from_checkpoint(path), "
+                f"which takes num_classes={saved} from it, with data of {saved} classes; or train a new model.",
+                model=self.hparams.num_classes,
+                other=saved,
+                source="checkpoint",
             )
 
     def configure_optimizers(self) -> dict:

@@ -8,7 +8,7 @@ import sys
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from fashion_lab.errors import ConfigError, NonFiniteLossError
+from fashion_lab.errors import ClassCountError, ConfigError, NonFiniteLossError
 from fashion_lab.sources import DataError
 
 # Mistakes in a config, a data file, a folder or a checkpoint: one line, not a traceback (FASHION_LAB_DEBUG=1 shows it).
@@ -54,7 +54,24 @@ def lightning_refused(e: BaseException) -> str:
     )
 
 
+def _class_count(e: ClassCountError) -> str:
+    """The CLI's words: its model takes `num_classes` from the data (`data.num_classes` → `model.num_classes`)."""
+    if e.source == "checkpoint":
+        return (
+            f"the checkpoint was trained for {e.other} classes, but this model (linked from the data) has "
+            f"{e.model}. Fix: use the data module the checkpoint was trained on "
+            "(its run's config.yaml; for picture files, --data.classes with its data set's name), "
+            "or train a new model on this data."
+        )
+    return (
+        f"the model has {e.model} classes, but the data has {e.other}. Fix: leave model.num_classes to the link "
+        "from data.num_classes (do not set it in a config)."
+    )
+
+
 def _message(e: BaseException) -> str:
+    if isinstance(e, ClassCountError):
+        return _class_count(e)
     if isinstance(e, MisconfigurationException):
         return lightning_refused(e)
     if isinstance(e, OSError) and e.filename and not isinstance(e, DataError):
