@@ -9,13 +9,15 @@ trainer.fit(MLPClassifier(lr_schedule="cosine_decay"), FashionMNISTDataModule())
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lab.errors import ClassCountError, check
@@ -136,6 +138,10 @@ class MLPClassifier(StepsPerExecution):
         self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
         self.val_metrics = self._stage_metrics(num_classes, per_class=False)
         self.test_metrics = self._stage_metrics(num_classes, per_class=True)
+        # lightning-hydra-template's `val/acc_best`: in the state dict, so that a resumed fit remembers its best
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
+        self.register_load_state_dict_pre_hook(_no_best_yet)  # older state dicts lack it
 
     def _options_of(self, function: Callable) -> dict[str, Any]:
         """The hparams that `function` takes, by keyword."""
@@ -233,10 +239,10 @@ class MLPClassifier(StepsPerExecution):
         if self.train_sums is not None:
             # summed over DDP ranks (a no-op on one device), so every rank logs the whole epoch's means
             loss, reg_loss, correct, n = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
-            self.log("train/loss", loss / n, prog_bar=True)
-            self.log("train/acc", correct / n, prog_bar=True)
+            self._log_reduced("train/loss", loss / n, prog_bar=True)
+            self._log_reduced("train/acc", correct / n, prog_bar=True)
             if self.net.weight_regularizers or self.net.activity_regularizer:
-                self.log("train/reg_loss", reg_loss / n)
+                self._log_reduced("train/reg_loss", reg_loss / n)
             self.train_sums = None
         self.step_epoch_schedulers()
 
@@ -272,15 +278,27 @@ class MLPClassifier(StepsPerExecution):
         # torchmetrics reduces over DDP ranks in compute(), so every rank logs the same numbers
         loss, metrics = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metrics")
         if loss.update_count:
-            self.log(f"{stage}/loss", loss.compute())
+            self._log_reduced(f"{stage}/loss", loss.compute())
         for name, value in metrics.compute().items() if loss.update_count else ():
-            if value.dim():  # per-class accuracy: one scalar per class name ("/" would nest the tag)
+            if value.dim():  # per-class accuracy: one scalar per class name
                 for class_name, v in zip(self.class_names, value, strict=True):
-                    self.log(f"{stage}/class_acc/{class_name.replace('/', '_')}", v)
+                    self._log_reduced(f"{stage}/class_acc/{tag(class_name)}", v)
             else:
-                self.log(f"{stage}/{name}", value, prog_bar=name == "acc")
+                self._log_reduced(f"{stage}/{name}", value, prog_bar=name == "acc")
+            if stage == "val" and name == "acc" and self._fitting():
+                self.val_acc_best.update(value)
+                self._log_reduced("val/acc_best", self.val_acc_best.compute())
         loss.reset()
         metrics.reset()
+
+    def _fitting(self) -> bool:
+        """In `fit`, past the sanity check: its validation of the untrained weights is no best accuracy."""
+        return self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+
+    def _log_reduced(self, name: str, value: Tensor, prog_bar: bool = False) -> None:
+        """Log a value that every DDP rank already holds (reduced by torchmetrics or `strategy.reduce`). Syncing it
+        with max returns it unchanged, and Lightning then does not recommend `sync_dist=True` for each metric."""
+        self.log(name, value, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint trained for another number of classes, with the fix; give an older checkpoint the
@@ -324,6 +342,20 @@ def range_of_old_checkpoint(checkpoint: dict) -> dict[str, Tensor]:
         except DataError:  # normalize without the statistics saved: unknown
             pass
     return {"input_low": low, "input_high": high}
+
+
+def tag(class_name: str) -> str:
+    """A class name as one part of a metric's tag: "/" would nest it in TensorBoard, spaces end up in CSV columns.
+
+    >>> tag("Ankle boot"), tag("T-shirt/top"), tag("0 - zero"), tag("ゝ")
+    ('Ankle_boot', 'T-shirt_top', '0_-_zero', 'ゝ')
+    """
+    return re.sub(r"[\s/]+", "_", class_name)
+
+
+def _no_best_yet(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: a state dict older than `val_acc_best` loads with no best accuracy yet."""
+    state_dict.setdefault(prefix + "val_acc_best.max_value", torch.tensor(float("-inf")))
 
 
 def _unknown_input_range(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
