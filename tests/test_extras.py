@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -61,7 +60,8 @@ def test_cli_runs_without_the_extras(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["optuna", "scipy"])
 def test_studies_without_their_extra_say_how_to_install_it(tmp_path: Path, missing: str) -> None:
-    code = f"import sys, runpy; sys.modules[{missing!r}] = None; runpy.run_module('fashion_lab.studies', run_name='__main__')"
+    block = f"import sys, runpy; sys.modules[{missing!r}] = None"
+    code = f"{block}; runpy.run_module('fashion_lab.studies', run_name='__main__')"
     result = run_command(["-c", code, "loss"], tmp_path)
     assert result.returncode == 1
     assert result.stderr == (
@@ -71,6 +71,7 @@ def test_studies_without_their_extra_say_how_to_install_it(tmp_path: Path, missi
 
 
 def core_dependencies() -> list[str]:
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11's tomllib reads pyproject.toml")
     return tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
 
 
