@@ -206,13 +206,30 @@ class ImageDataModule(L.LightningDataModule):
         return math.ceil(n / world_size)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, self.eval_batch_size) if len(self.val_set) else []
+        return self._eval_loader(self.val_set, "val") if len(self.val_set) else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
+        return self._eval_loader(self.test_set, "test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
+        return self._eval_loader(self.test_set, "predict")
+
+    def _eval_loader(self, dataset: InMemoryImages, stage: str) -> DataLoader:
+        """The loader of `eval_batch_size` batches, or a refusal naming it when the Trainer's fractional
+        `limit_<stage>_batches` would leave less than one of them per process (Lightning names only the limit)."""
+        limit = getattr(self.trainer, f"limit_{stage}_batches", None)
+        if isinstance(limit, float) and 0 < limit < 1:
+            share = self._rank_share(len(dataset))
+            batches = math.ceil(share / self.eval_batch_size)
+            if int(limit * batches) == 0:
+                largest = share // math.ceil(1 / limit)  # the batch size that gives 1 / limit batches
+                smaller = f"eval_batch_size {largest} or smaller, or " if largest else ""
+                raise ConfigError(
+                    f"limit_{stage}_batches={limit} of the {batches} {stage} batches that each process gets with "
+                    f"eval_batch_size={self.eval_batch_size} is less than one batch. Fix: {smaller}"
+                    f"limit_{stage}_batches {math.ceil(1000 / batches) / 1000} or more."
+                )
+        return self._loader(dataset, self.eval_batch_size)
 
     def _loader(self, dataset: InMemoryImages, batch_size: int, **kwargs) -> DataLoader:
         # A standard DataLoader (so Lightning can swap in a DistributedSampler); never drop_last on val/test.
