@@ -98,3 +98,12 @@ def test_a_users_own_lightning_cli(fashion_dir: Path, tmp_path: Path) -> None:
     acc = float(re.search(r"test/acc\s*│\s*([0-9.]+)", test.stdout).group(1))
     assert acc > 0.5
     assert "sync_dist" not in fit.stderr + test.stderr
+
+
+def test_the_readme_shows_the_configs_as_they_are() -> None:
+    yaml = pytest.importorskip("yaml")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### From lightning-hydra-template")[1].split("\n### ")[0]
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+    files = [yaml.safe_load((CONFIGS / f).read_text()) for f in ("model/fashion_lab.yaml", "data/fashion_mnist.yaml")]
+    assert blocks == files
