@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -116,6 +116,9 @@ class MLPClassifier(StepsPerExecution):
             raise TypeError(f"MLPClassifier() got unexpected keyword arguments {unknown}")
         for name, p in NETWORK_OPTIONS.items():  # in place (jsonargparse reads `network`'s one use below)
             network.setdefault(name, p.default)  # so that the hparams, and checkpoints, hold every option
+        # Hydra passes YAML lists as OmegaConf ListConfig, which torch.load(weights_only=True) refuses in a checkpoint
+        class_names, boundaries, values = plain(class_names), plain(boundaries), plain(values)
+        network.update({name: plain(value) for name, value in network.items()})
         self.save_hyperparameters()  # flat: the network's options beside the model's, as the CLI and YAML name them
         # by keyword: LightningCLI reads the network's options (types, defaults, help) from this call
         self.net = DenseStack(num_classes, in_features=28 * 28, **network)
@@ -342,6 +345,20 @@ def range_of_old_checkpoint(checkpoint: dict) -> dict[str, Tensor]:
         except DataError:  # normalize without the statistics saved: unknown
             pass
     return {"input_low": low, "input_high": high}
+
+
+def plain(value: Any) -> Any:
+    """A list or dict of another class (OmegaConf's, from Hydra) as a plain list or dict; anything else as it is.
+
+    >>> from collections import UserList
+    >>> plain(UserList([64, 32])), plain((128,)), plain("relu")
+    ([64, 32], (128,), 'relu')
+    """
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (list, tuple, str, bytes)):
+        return [plain(v) for v in value]
+    return value
 
 
 def tag(class_name: str) -> str:

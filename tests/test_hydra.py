@@ -32,7 +32,7 @@ def test_the_configs_instantiate_the_seed() -> None:
     model, dm = instantiate(cfg.model), instantiate(cfg.data)
     assert isinstance(model, MLPClassifier) and isinstance(dm, FashionMNISTDataModule)
     assert (model.hparams.num_classes, model.hparams.lr, tuple(model.hparams.hidden)) == (10, 0.001, (128,))
-    assert (dm.batch_size, dm.val_split, dm.pin_memory, dm.num_workers, str(dm.data_dir)) == (32, 0.2, False, 0, "data")
+    assert (dm.batch_size, dm.eval_batch_size, dm.val_split, dm.pin_memory, dm.num_workers) == (32, 256, 0.2, False, 0)
     assert model.hparams.num_classes == dm.num_classes
 
 
@@ -65,11 +65,13 @@ def test_fit_and_test_one_epoch_from_the_configs(fashion_dir: Path, tmp_path: Pa
     L.seed_everything(0)
     cfg = config(f"paths.data_dir={fashion_dir}", "+data.download=false")
     model, dm = instantiate(cfg.model), instantiate(cfg.data)
-    trainer = make_trainer(tmp_path, max_epochs=1)
+    trainer = make_trainer(tmp_path, max_epochs=1, enable_checkpointing=True)
     trainer.fit(model, dm)
     assert trainer.callback_metrics["val/acc_best"] == trainer.callback_metrics["val/acc"] > 0.5
-    (scores,) = trainer.test(model, dm, verbose=False)
+    # as the template's train.py: the best checkpoint, which Lightning reads with torch.load(weights_only=True)
+    (scores,) = trainer.test(model, dm, ckpt_path="best", verbose=False)
     assert scores["test/acc"] > 0.5 and "test/class_acc/Ankle_boot" in scores
+    assert type(model.hparams.hidden) is list  # not Hydra's ListConfig
 
 
 USER_SCRIPT = """
