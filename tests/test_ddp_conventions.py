@@ -1,7 +1,8 @@
 """Under DDP as lightning-hydra-template's `trainer=ddp_sim` runs it (2 CPU processes, ddp_spawn, its tests'
-fractions limit_train_batches=0.01, limit_val_batches=0.1, limit_test_batches=0.1): the default eval_batch_size
-leaves each process a batch, no metric draws Lightning's `sync_dist` advice (they are reduced already), and a
-fraction that leaves no batch is refused naming eval_batch_size."""
+fractions limit_train_batches=0.01, limit_val_batches=0.1, limit_test_batches=0.1) with the eval_batch_size of
+configs/lightning-hydra-template: no metric draws Lightning's `sync_dist` advice (they are reduced already), every
+rank logs the same numbers; and a fraction that leaves no batch (the default 1024 there) is refused naming
+eval_batch_size."""
 
 from __future__ import annotations
 
@@ -15,17 +16,24 @@ from conftest import make_trainer, run_command
 from fashion_lab import ConfigError, FashionMNISTDataModule, MLPClassifier
 
 SCRIPT = """
-import json, sys
+import json
+from pathlib import Path
 import lightning as L
 from fashion_lab import FashionMNISTDataModule, MLPClassifier
+
+class RankMetrics(L.Callback):
+    def on_fit_end(self, trainer, pl_module):
+        metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
+        Path(f"rank{trainer.global_rank}.json").write_text(json.dumps(metrics))
 
 if __name__ == "__main__":
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=2, limit_train_batches=0.01,
         limit_val_batches=0.1, limit_test_batches=0.1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[RankMetrics()],
     )
-    model, dm = MLPClassifier(), FashionMNISTDataModule(data_dir="data", download=False)  # Debian's copy
+    # Debian's copy; 256 as configs/lightning-hydra-template/data/fashion_mnist.yaml
+    model, dm = MLPClassifier(), FashionMNISTDataModule(data_dir="data", download=False, eval_batch_size=256)
     trainer.fit(model, dm)
     fit = {k: v.item() for k, v in trainer.callback_metrics.items()}
     (test,) = trainer.test(model, dm, verbose=False)
@@ -44,6 +52,8 @@ def test_template_ddp_sim_fractions_run_without_sync_dist_advice(tmp_path: Path)
     assert {"train/loss", "val/loss", "val/acc", "val/acc_best"} <= metrics["fit"].keys()
     assert metrics["fit"]["val/acc_best"] >= metrics["fit"]["val/acc"] > 0.3
     assert {"test/acc", "test/loss", "test/class_acc/Ankle_boot"} <= metrics["test"].keys()
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] and ranks[0]["val/acc_best"] == metrics["fit"]["val/acc_best"]
 
 
 @pytest.mark.parametrize("stage", ["validate", "test"])
