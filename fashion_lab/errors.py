@@ -24,6 +24,10 @@ class ClassCountError(ConfigError):
         self.model, self.other, self.source = model, other, source  # source: "data" or "checkpoint"
 
 
+class DataError(RuntimeError):
+    """A data file is missing, corrupt or inconsistent. The message names the file and the fix."""
+
+
 class NonFiniteLossError(ValueError):
     """The training loss or the weights became NaN or infinite (learning rate too high, or a bad input)."""
 

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_trainer, run_command
 
 from fashion_lab import ConfigError, FashionMNISTDataModule, MLPClassifier
+from tests.helpers.commands import run_command
+from tests.helpers.trainer import make_trainer
 
 SCRIPT = """
 import json

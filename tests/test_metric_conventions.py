@@ -10,10 +10,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from conftest import make_trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from fashion_lab import FashionMNISTDataModule, MLPClassifier
+from tests.helpers.trainer import make_trainer
 
 
 def rows(logger: CSVLogger) -> list[dict[str, str]]:

@@ -10,12 +10,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import make_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from fashion_lab import ConfigError, K49DataModule, MLPClassifier
 from fashion_lab.cli.user_errors import user_error_message
 from fashion_lab.errors import ClassCountError
+from tests.helpers.trainer import make_trainer
 
 
 class Probe(L.Callback):
