@@ -4,6 +4,7 @@ FashionMNISTDataModule)` in a user's own script."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -53,6 +54,23 @@ def test_a_template_users_overrides() -> None:
     model, dm = instantiate(cfg.model), instantiate(cfg.data)
     assert isinstance(dm, K49DataModule) and dm.num_classes == model.hparams.num_classes == 49
     assert (dm.pin_memory, dm.batch_size, model.hparams.lr, model.hparams.optimizer) == (True, 128, 0.005, "adamw")
+
+
+def test_the_search_space_names_options_that_exist() -> None:
+    """The Optuna search config (its sweeper plugin is the template's, not installed here): every parameter it
+    searches is an option of the model or the data module."""
+    yaml = pytest.importorskip("yaml")
+    search = yaml.safe_load((CONFIGS / "hparams_search" / "fashion_lab_optuna.yaml").read_text())
+    assert search["optimized_metric"] == "val/acc_best"
+    options = {
+        "model": inspect.signature(MLPClassifier).parameters,
+        "data": inspect.signature(FashionMNISTDataModule).parameters,
+    }
+    params = search["hydra"]["sweeper"]["params"]
+    assert {"model.lr", "model.dropout", "data.batch_size"} <= params.keys()
+    for name in params:
+        where, option = name.split(".")
+        assert option in options[where], name
 
 
 def test_the_template_split_option_says_what_to_use() -> None:
