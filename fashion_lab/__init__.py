@@ -17,9 +17,11 @@ _HOMES = {
     "DenseStack": "fashion_lab.keras.layers",
     "FashionMNISTDataModule": "fashion_lab.data",
     "FiniteGuard": "fashion_lab.callbacks.finite_guard",
+    "HiddenUnitsImage": "fashion_lab.callbacks.hidden_units",
     "ImageDataModule": "fashion_lab.data",
     "ImageFilesDataModule": "fashion_lab.picture_files",
     "K49DataModule": "fashion_lab.data",
+    "KerasTensorBoardLogger": "fashion_lab.tensorboard",
     "KerasSummary": "fashion_lab.summary",
     "KMNISTDataModule": "fashion_lab.data",
     "MLPClassifier": "fashion_lab.model",
@@ -29,6 +31,7 @@ _HOMES = {
     "RunLogger": "fashion_lab.runs",
     "TensorBoardFigures": "fashion_lab.callbacks.figures",
     "TensorBoardHParams": "fashion_lab.callbacks.hparams",
+    "WeightHistograms": "fashion_lab.callbacks.histograms",
     "keras_summary": "fashion_lab.summary",
 }
 __all__ = sorted(_HOMES)

@@ -1,5 +1,5 @@
-"""Callbacks, one per module: TensorBoard figures, the HPARAMS tab's hyperparameters and results, a NaN guard, and
-the RNG state that makes a resumed run exact."""
+"""Callbacks, one per module: TensorBoard figures, the HPARAMS tab's hyperparameters and results, a NaN guard, the
+RNG state that makes a resumed run exact, and the weights per epoch (histograms, the hidden units' image)."""
 
 # isort: off
 # in this order, the order `--help` lists them in (jsonargparse lists the subclasses in the order they were defined)
@@ -7,6 +7,17 @@ from fashion_lab.callbacks.figures import TensorBoardFigures, image_summary
 from fashion_lab.callbacks.hparams import HP_METRICS, TensorBoardHParams
 from fashion_lab.callbacks.finite_guard import FiniteGuard
 from fashion_lab.callbacks.rng_state import RNGState
+from fashion_lab.callbacks.histograms import WeightHistograms
+from fashion_lab.callbacks.hidden_units import HiddenUnitsImage
 # isort: on
 
-__all__ = ["HP_METRICS", "FiniteGuard", "RNGState", "TensorBoardFigures", "TensorBoardHParams", "image_summary"]
+__all__ = [
+    "HP_METRICS",
+    "FiniteGuard",
+    "HiddenUnitsImage",
+    "RNGState",
+    "TensorBoardFigures",
+    "TensorBoardHParams",
+    "WeightHistograms",
+    "image_summary",
+]

@@ -5,13 +5,24 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
-# the HPARAMS tab's metric columns: each a scalar tag, whose last value in the run is the one the tab shows
-HP_METRICS = ("hp/best_val_acc", "hp/test_acc", "hp/test_loss", "hp/test_balanced_acc", "hp/epochs", "hp/seconds")
+if TYPE_CHECKING:
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+# the HPARAMS tab's metric columns, as the tab heads them, and the scalar tag whose last value each shows: the run's
+# own curves, so that no scalar exists only for the tab (TensorBoard's Time Series would show each as a one-dot card)
+HP_METRICS = {
+    "hp/best_val_acc": "val/acc_best",
+    "hp/test_acc": "test/acc",
+    "hp/test_loss": "test/loss",
+    "hp/test_balanced_acc": "test/balanced_acc",
+    "hp/epochs": "run/epochs",
+    "hp/seconds": "run/seconds",
+}
 
 
 class TensorBoardHParams(L.Callback):
@@ -20,12 +31,12 @@ class TensorBoardHParams(L.Callback):
     accuracy, loss and balanced accuracy, the epochs run and the wall seconds since `fit` started (a resumed fit
     adds the seconds before the interruption, and its best `val/acc` counts the earlier epochs).
 
-    Lightning's documented way (Lightning-AI/pytorch-lightning #1228, #5101): `log_hyperparams(params, metrics)`
-    once, with initial (NaN) values, when training starts, then the same tags logged again as the results are known
-    (at the end of `fit`, and at a test after it); the tab reads the last value of each tag. A fit resumed into the
-    run it was saved from writes no second session into it. Give the logger `default_hp_metric=False`, else
-    Lightning writes its own `hp_metric` session into the run as well. With another logger, or none, the callback
-    does nothing.
+    Each result column shows the last value of a scalar the run keeps anyway (HP_METRICS): the test's `test/*`,
+    and three curves this callback logs at the end of every training epoch, step = epoch: `val/acc_best` (the best
+    `val/acc` so far, lightning-hydra-template's name), `run/epochs` and `run/seconds` (again after a test, which
+    counts in the run). The session (the hyperparameters and the columns) is written once, when training starts,
+    as Lightning's `log_hyperparams` writes it but with each column pointing at its tag; a fit resumed into the run
+    it was saved from writes no second one. With another logger, or none, the callback does nothing.
 
     Args:
         extra: more columns for the tab, e.g. a study's `{"trial.variant": "mse", "trial.seed": 3}`.
@@ -65,21 +76,22 @@ class TensorBoardHParams(L.Callback):
             params |= {f"data.{k}": v for k, v in trainer.datamodule.hparams.items()}
         # jsonargparse's `_class_path` and `_instantiator`, which LightningCLI keeps in hparams, are not options
         params = {k: v for k, v in params.items() if not k.split(".")[-1].startswith("_")}
-        self.logger.log_hyperparams(params | self.extra, dict.fromkeys(HP_METRICS, math.nan))
+        if trainer.is_global_zero:
+            writer = self.logger.experiment._get_file_writer()  # where Lightning's log_hyperparams writes them
+            for summary in hparams_session(params | self.extra):
+                writer.add_summary(summary)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get("val/acc")
         if self.logger is not None and not trainer.sanity_checking and value is not None:
             self.best_val = float(value) if math.isnan(self.best_val) else max(self.best_val, float(value))
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log(trainer, {"hp/best_val_acc": self.best_val, "hp/epochs": trainer.current_epoch})
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        best = {} if math.isnan(self.best_val) else {"val/acc_best": self.best_val}
+        self._log(trainer, {**best, "run/epochs": trainer.current_epoch + 1})
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        results = {f"hp/test_{k}": float(metrics[f"test/{k}"]) for k in ("acc", "loss", "balanced_acc")
-                   if f"test/{k}" in metrics}  # fmt: skip
-        self._log(trainer, results)
+        self._log(trainer, {})
 
     def _log_dir(self) -> str | None:
         """The run's folder, absolute: a fit resumed from another working directory is told apart."""
@@ -89,7 +101,27 @@ class TensorBoardHParams(L.Callback):
         return self.seconds_before + (time.perf_counter() - self.start if self.start is not None else 0.0)
 
     def _log(self, trainer: L.Trainer, metrics: dict[str, float]) -> None:
-        """The results so far, and the wall seconds until now (a test after fit counts in the run)."""
+        """The results so far, and the wall seconds until now (a test after fit counts in the run), at the epoch's
+        step: with Lightning's `epoch` key, as `self.log` records it."""
         if self.logger is None or self.start is None:  # a test without a fit here: the run's session is elsewhere
             return
-        self.logger.log_metrics({**metrics, "hp/seconds": self._seconds()}, step=trainer.global_step)
+        record = {**metrics, "run/seconds": self._seconds(), "epoch": trainer.current_epoch}
+        self.logger.log_metrics(record, step=trainer.global_step)
+
+
+def hparams_session(params: dict[str, Any]) -> list[Summary]:
+    """The HPARAMS plugin's experiment, session start and session end summaries for `params`, its columns named as
+    HP_METRICS heads them and reading the tags it names. Values as Lightning's log_hyperparams shows them: numbers,
+    strings and booleans as they are, anything else by its str() (a list `[128]`)."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams
+
+    params = {k: v if type(v) in (bool, int, float, str) else str(v) for k, v in params.items()}
+    experiment, start, end = hparams(params, {})
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    data.experiment.metric_infos.extend(
+        api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=column) for column, tag in HP_METRICS.items()
+    )
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return [experiment, start, end]

@@ -16,7 +16,14 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures, TensorBoardHParams
+from fashion_lab.callbacks import (
+    FiniteGuard,
+    HiddenUnitsImage,
+    RNGState,
+    TensorBoardFigures,
+    TensorBoardHParams,
+    WeightHistograms,
+)
 from fashion_lab.checkpoints import read_checkpoint
 from fashion_lab.cli.checkpoints import BEST, checkpoint_callbacks, data_defaults, last_checkpoint, resolve_ckpt_path
 from fashion_lab.cli.notices import quiet_lightning_chatter, say_training_device
@@ -214,8 +221,10 @@ def trainer_defaults(hparams: dict | None = None) -> dict:
     return {
         "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
         "logger": {
-            "class_path": "fashion_lab.RunLogger",  # TensorBoard; each run claims its own version_N folder
-            "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
+            # TensorBoard in Keras' layout (train and validation runs, step = epoch) with the model's graph; each run
+            # claims its own version_N folder
+            "class_path": "fashion_lab.KerasTensorBoardLogger",
+            "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False, "log_graph": True},
         },
         "plugins": [{"class_path": "fashion_lab.AtomicCheckpointIO"}],
         "log_every_n_steps": 10,  # an epoch is 47 steps at steps_per_execution 32; Lightning warns above that
@@ -225,6 +234,8 @@ def trainer_defaults(hparams: dict | None = None) -> dict:
             LearningRateMonitor(logging_interval="step"),  # TensorBoard shows the schedule (lr-<Optimizer>)
             TensorBoardFigures(),
             TensorBoardHParams(hparams),  # the HPARAMS tab: hyperparameters with the run's results
+            WeightHistograms(),  # Keras' histogram_freq=1: HISTOGRAMS and DISTRIBUTIONS
+            HiddenUnitsImage(),  # IMAGES: the first Dense kernel, a tile per unit
             CSVPredictionWriter(),
             FiniteGuard(),
             RNGState(),

@@ -50,7 +50,7 @@ def test_fit_logs_hyperparameters_with_its_results(fitted: tuple[Path, L.Trainer
     scores = trainer.callback_metrics  # the test from the best checkpoint ran last
     for name in ("acc", "loss", "balanced_acc"):
         assert metrics[f"hp/test_{name}"] == pytest.approx(float(scores[f"test/{name}"]))
-    val = hparams_curve(run, "val/acc")
+    val = hparams_curve(run / "validation", "epoch_accuracy")  # the CLI's logger: Keras' layout
     assert len(val) == 2 and metrics["hp/best_val_acc"] == pytest.approx(max(val))
     assert metrics["hp/epochs"] == 2 and 0 < metrics["hp/seconds"] < wall
 
@@ -161,18 +161,18 @@ def test_tensorboard_serves_the_hparams_tab(fitted: tuple[Path, L.Trainer, float
             except OSError:
                 pass
             time.sleep(0.5)
-        assert {m["name"]["tag"] for m in experiment["metricInfos"]} == set(HP_METRICS)
+        assert {m["displayName"]: m["name"]["tag"] for m in experiment["metricInfos"]} == HP_METRICS
         assert any(h["name"] == "model.dropout" for h in experiment["hparamInfos"])
         groups = post(
             f"{base}/session_groups",
             {"startIndex": 0, "sliceSize": 10, "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
-             "colParams": [{"metric": {"tag": tag}} for tag in HP_METRICS]},
+             "colParams": [{"metric": {"tag": tag}} for tag in HP_METRICS.values()]},
         )  # fmt: skip
         (group,) = groups["sessionGroups"]
         assert group["hparams"]["model.dropout"] == pytest.approx(0.3) and group["hparams"]["data.batch_size"] == 16
         values = {v["name"]["tag"]: v["value"] for v in group["metricValues"]}
-        assert values["hp/test_acc"] == pytest.approx(float(trainer.callback_metrics["test/acc"]))
-        assert values["hp/epochs"] == 2 and not math.isnan(values["hp/seconds"])
+        assert values[HP_METRICS["hp/test_acc"]] == pytest.approx(float(trainer.callback_metrics["test/acc"]))
+        assert values[HP_METRICS["hp/epochs"]] == 2 and not math.isnan(values[HP_METRICS["hp/seconds"]])
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -82,11 +82,11 @@ def test_fit_then_test_writes_run_folder(workdir: Path, capsys: pytest.CaptureFi
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert "last.ckpt" in checkpoints and any(name.startswith("epoch=") for name in checkpoints)
     tags = set()
-    for events in run.glob("events.out.tfevents.*"):
+    for events in run.rglob("events.out.tfevents.*"):  # train/loss and val/acc in Keras' train and validation runs
         acc = EventAccumulator(str(events))
         acc.Reload()
-        tags |= set(acc.Tags()["scalars"])
-    assert {"train/loss", "val/acc", "test/acc", "test/balanced_acc"} <= tags
+        tags |= {f"{events.parent.relative_to(run)}/{tag}" for tag in acc.Tags()["scalars"]}
+    assert {"train/epoch_loss", "validation/epoch_accuracy", "./test/acc", "./test/balanced_acc"} <= tags
 
 
 def test_no_test_after_fit(workdir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -145,11 +145,11 @@ def test_checkpoint_brings_its_data(k49_dir: Path, tmp_path: Path, monkeypatch: 
     for name, mtime in trained.items():  # the training run's config and hparams stay as fit wrote them
         assert (run / name).stat().st_mtime_ns == mtime, name
     tags = set()
-    for events in run.glob("events.out.tfevents.*"):
+    for events in run.rglob("events.out.tfevents.*"):  # val/acc in Keras' validation run
         acc = EventAccumulator(str(events))
         acc.Reload()
-        tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
-    assert {"val/acc", "test/acc", "test/confusion_matrix", "test/misclassified"} <= tags  # test joined the run
+        tags |= {f"{events.parent.relative_to(run)}/{tag}" for tag in acc.Tags()["scalars"] + acc.Tags()["images"]}
+    assert {"validation/epoch_accuracy", "./test/acc", "./test/confusion_matrix", "./test/misclassified"} <= tags
 
 
 def test_resume_from_last_continues_the_same_run(workdir: Path) -> None:

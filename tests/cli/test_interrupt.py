@@ -55,16 +55,16 @@ def last_ckpt(folder: Path) -> Path:
 
 
 def final_val(folder: Path) -> dict[str, float]:
-    """The last logged val/acc and val/loss of the run in version_0 (all its TensorBoard files)."""
+    """The last logged val/acc and val/loss of the run in version_0 (all the files of its Keras `validation` run)."""
     values = {}
-    for events in sorted((folder / "lightning_logs" / "version_0").glob("events.out.tfevents.*")):
+    for events in sorted((folder / "lightning_logs" / "version_0" / "validation").glob("events.out.tfevents.*")):
         acc = EventAccumulator(str(events))
         acc.Reload()
-        for tag in ("val/acc", "val/loss"):
+        for tag, key in (("epoch_accuracy", "val/acc"), ("epoch_loss", "val/loss")):
             if tag in acc.Tags()["scalars"]:
                 last = max(acc.Scalars(tag), key=lambda s: s.step)
-                if last.step >= values.get(tag, (-1, 0))[0]:
-                    values[tag] = (last.step, last.value)
+                if last.step >= values.get(key, (-1, 0))[0]:
+                    values[key] = (last.step, last.value)
     return {tag: value for tag, (_, value) in values.items()}
 
 

@@ -13,9 +13,9 @@ from tests.helpers.paths import REPO
 
 PUBLIC = {
     "AtomicCheckpointIO", "ConfigError", "DataError", "DenseStack", "FashionMNISTDataModule", "FiniteGuard",
-    "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasSummary", "KMNISTDataModule", "MLPClassifier",
-    "MNISTDataModule", "NonFiniteLossError", "RNGState", "RunLogger", "TensorBoardFigures", "TensorBoardHParams",
-    "keras_summary",
+    "HiddenUnitsImage", "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasSummary",
+    "KerasTensorBoardLogger", "KMNISTDataModule", "MLPClassifier", "MNISTDataModule", "NonFiniteLossError", "RNGState",
+    "RunLogger", "TensorBoardFigures", "TensorBoardHParams", "WeightHistograms", "keras_summary",
 }  # fmt: skip
 
 
@@ -60,6 +60,8 @@ def test_one_callback_per_module_all_exported_by_the_package() -> None:
     assert found == {
         "fashion_lab.callbacks.figures": ["TensorBoardFigures"],
         "fashion_lab.callbacks.finite_guard": ["FiniteGuard"],
+        "fashion_lab.callbacks.hidden_units": ["HiddenUnitsImage"],
+        "fashion_lab.callbacks.histograms": ["WeightHistograms"],
         "fashion_lab.callbacks.hparams": ["TensorBoardHParams"],
         "fashion_lab.callbacks.rng_state": ["RNGState"],
     }

@@ -1,7 +1,8 @@
 """The framework internals fashion_lab relies on, checked so that an upgrade that changes them fails here first:
 Lightning 2.6.6 (the SLURM environment, TensorBoardLogger's version and file system, LightningCLI's constructor order
-and the `_class_path` / `_instantiator` keys it saves in hparams), torch 2.14 (SummaryWriter's file writer,
-ReduceLROnPlateau's `_last_lr`) and Optuna 5.0.0 (none); and that `LightningModule._trainer` is not used."""
+and the `_class_path` / `_instantiator` keys it saves in hparams, a callback hook set to None skipped), torch 2.14
+(SummaryWriter's file writer, ReduceLROnPlateau's `_last_lr`) and Optuna 5.0.0 (none); and that
+`LightningModule._trainer` is not used."""
 
 from __future__ import annotations
 
@@ -114,3 +115,17 @@ def test_no_lightning_module_trainer_attribute() -> None:
     """The model learns what it needs of the run in public hooks (`setup`), never through `self._trainer`."""
     sources = {p.name: p.read_text() for p in PACKAGE.rglob("*.py")}
     assert [name for name, text in sources.items() if "._trainer" in text] == []
+
+
+def test_a_hook_set_to_none_is_not_called() -> None:
+    """WeightHistograms and HiddenUnitsImage set their per-step hooks to None: Lightning 2.6's _call_callback_hooks
+    skips a hook that is not callable, so a fast-path fit makes no call into them per optimizer step."""
+    from lightning.pytorch.trainer import call
+
+    from fashion_lab.callbacks import HiddenUnitsImage, WeightHistograms
+
+    assert "if callable(fn):" in inspect.getsource(call._call_callback_hooks)
+    for cls in (WeightHistograms, HiddenUnitsImage):
+        assert cls.on_before_backward is cls.on_after_backward is cls.on_before_optimizer_step is None
+    trainer = L.Trainer(callbacks=[WeightHistograms()], logger=False, enable_progress_bar=False)
+    call._call_callback_hooks(trainer, "on_before_backward", None)  # would raise TypeError if it called None
