@@ -105,7 +105,10 @@ def test_a_resumed_fit_continues_its_runs_session(fashion, tmp_path: Path) -> No
     checkpoint = torch.load(last, weights_only=False)
     (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("TensorBoardHParams")]
     assert state["best_val_acc"] == pytest.approx(hparams_curve(run, "val/acc")[0])
-    state["best_val_acc"] = 0.999  # as if epoch 1 had been the best: the resumed run's best must still count it
+    # as if epoch 1 had been the best: the resumed run's best must still count it (the model logs `val/acc_best`
+    # from its MaxMetric; the callback keeps its own best for a module that does not)
+    state["best_val_acc"] = 0.999
+    checkpoint["state_dict"]["val_acc_best.max_value"] = torch.tensor(0.999)
     torch.save(checkpoint, last)
     start = time.perf_counter()
     trainer(3).fit(MLPClassifier(hidden=(32,)), datamodule=dm, ckpt_path=last)
