@@ -20,6 +20,7 @@ _HOMES = {
     "ImageDataModule": "fashion_lab.data",
     "ImageFilesDataModule": "fashion_lab.data",
     "K49DataModule": "fashion_lab.data",
+    "KerasProgressBar": "fashion_lab.progress",
     "KerasSummary": "fashion_lab.summary",
     "KMNISTDataModule": "fashion_lab.data",
     "MLPClassifier": "fashion_lab.model",

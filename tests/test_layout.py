@@ -14,9 +14,9 @@ import fashion_lab.keras
 
 PUBLIC = {
     "AtomicCheckpointIO", "ConfigError", "DataError", "DenseStack", "FashionMNISTDataModule", "FiniteGuard",
-    "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasSummary", "KMNISTDataModule", "MLPClassifier",
-    "MNISTDataModule", "NonFiniteLossError", "RNGState", "RunLogger", "TensorBoardFigures", "TensorBoardHParams",
-    "keras_summary",
+    "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasProgressBar", "KerasSummary", "KMNISTDataModule",
+    "MLPClassifier", "MNISTDataModule", "NonFiniteLossError", "RNGState", "RunLogger", "TensorBoardFigures",
+    "TensorBoardHParams", "keras_summary",
 }  # fmt: skip
 
 
