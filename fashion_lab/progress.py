@@ -236,8 +236,9 @@ class KerasProgressBar(ProgressBar):
             self._write(f"Epoch {trainer.current_epoch + 1}/{epochs}\n")
         self.line, self.validated, self.last_draw = Line(self._train_steps(trainer)), False, 0.0
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.enabled and self.line is not None:
             steps = (batch_idx + 1) * self._steps_per_batch(trainer)
             self._advance(min(steps, self.line.target or steps))
