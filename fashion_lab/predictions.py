@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from fashion_lab.errors import check
-from fashion_lab.sources import DataError, atomic_write
+from fashion_lab.errors import DataError, check
+from fashion_lab.sources import atomic_write
 
 
 class CSVPredictionWriter(BasePredictionWriter):

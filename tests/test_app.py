@@ -15,18 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from browser import FAKE_CAMERA, chromium, free_port, outside_requests, screenshot, serve, wait_until
-from conftest import QUIET, REAL_FASHION, REPO, make_trainer, run_command
-from photos import write_photos
 from PIL import Image
-from test_pictures import png_bomb
-from test_reliability import PWNED, RunsCode
 
 from fashion_lab import ImageFilesDataModule
 from fashion_lab.app import SHOWN_SCALE, load, look, main
 from fashion_lab.cli import cli_main
 from fashion_lab.data import CLASSES
 from fashion_lab.sources import read_idx
+from tests.helpers.browser import FAKE_CAMERA, chromium, free_port, outside_requests, screenshot, serve, wait_until
+from tests.helpers.commands import QUIET, run_command
+from tests.helpers.crafted import PWNED, RunsCode
+from tests.helpers.paths import REAL_FASHION, REPO
+from tests.helpers.photos import png_bomb, write_photos
+from tests.helpers.trainer import make_trainer
 
 FASHION = list(CLASSES["FashionMNIST"])
 # What each broken file makes the page say (PictureError's reasons, from fashion_lab.pictures)
