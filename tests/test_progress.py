@@ -221,7 +221,7 @@ def test_piped_cli_prints_one_line_per_epoch(workdir: Path) -> None:
     assert len(lines) == 7 and lines[6].startswith("Test (")
 
 
-def run_in_terminal(args: list[str], cwd: Path, columns: int, timeout: float = 900) -> bytes:
+def run_in_terminal(args: list[str], cwd: Path, columns: int, timeout: float = 3600) -> bytes:
     """`python ARGS` in a pseudo-terminal of `columns` × 50, as a user's shell runs it; everything it wrote."""
     parent, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
