@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from lightning import LightningDataModule
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from fashion_lab.callbacks import (
@@ -40,6 +40,7 @@ from fashion_lab.errors import ConfigError
 from fashion_lab.model import MLPClassifier
 from fashion_lab.picture_files import ImageFilesDataModule  # noqa: F401 (imported: `--data ImageFilesDataModule`)
 from fashion_lab.predictions import CSVPredictionWriter
+from fashion_lab.progress import KerasProgressBar
 from fashion_lab.summary import KerasSummary
 
 DESCRIPTION = (
@@ -131,12 +132,20 @@ class FashionLabCLI(LightningCLI):
         torch.set_flush_denormal(config.get("flush_denormal", True))
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = config.get("trainer", {})
+        callbacks = trainer_config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]  # one callback may come bare
+        own_bar = any(isinstance(cb, ProgressBar) for cb in callbacks)
+        if trainer_config.get("enable_progress_bar") is False or own_bar:
+            # Lightning refuses a progress-bar callback beside enable_progress_bar=False, or a second one
+            defaults = [cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, KerasProgressBar)]
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": defaults}
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (ValueError, TypeError, ImportError, MisconfigurationException) as e:
             # The Trainer checks its own arguments, and every one of them comes from the command line or a config.
             raise ConfigError(lightning_refused(e)) from e
-        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         if config.get("trainer", {}).get("enable_model_summary") is False:
             # Lightning's flag only stops it adding a default summary; the CLI's own is a callback, so drop it here
             trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, KerasSummary)]
@@ -181,7 +190,14 @@ class FashionLabCLI(LightningCLI):
             return
         best = self.config.fit.test_weights == "best" and self.trainer.checkpoint_callback
         ckpt = self.trainer.checkpoint_callback.best_model_path if best else ""
-        (scores,) = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None, verbose=False)
+        bar = self.trainer.progress_bar_callback
+        if bar is not None:  # the Test line below is this evaluation's one line
+            bar.disable()
+        try:
+            (scores,) = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None, verbose=False)
+        finally:
+            if bar is not None:
+                bar.enable()
         print(
             f"Test ({'checkpoint ' + os.path.basename(ckpt) if ckpt else 'last weights'}): "
             f"loss {scores['test/loss']:.4f} - acc {scores['test/acc']:.4f} - "
@@ -231,6 +247,7 @@ def trainer_defaults(hparams: dict | None = None) -> dict:
         "callbacks": [
             *checkpoint_callbacks(),
             KerasSummary(),  # Keras' model.summary(): one row per Keras layer, exact parameter counts
+            KerasProgressBar(),  # Keras' fit console: Epoch k/N, then one line per epoch with its metrics
             LearningRateMonitor(logging_interval="step"),  # TensorBoard shows the schedule (lr-<Optimizer>)
             TensorBoardFigures(),
             TensorBoardHParams(hparams),  # the HPARAMS tab: hyperparameters with the run's results

@@ -13,7 +13,7 @@ from tests.helpers.paths import REPO
 
 PUBLIC = {
     "AtomicCheckpointIO", "ConfigError", "DataError", "DenseStack", "FashionMNISTDataModule", "FiniteGuard",
-    "HiddenUnitsImage", "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasSummary",
+    "HiddenUnitsImage", "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasProgressBar", "KerasSummary",
     "KerasTensorBoardLogger", "KMNISTDataModule", "MLPClassifier", "MNISTDataModule", "NonFiniteLossError", "RNGState",
     "RunLogger", "TensorBoardFigures", "TensorBoardHParams", "WeightHistograms", "keras_summary",
 }  # fmt: skip
