@@ -24,6 +24,7 @@ from fashion_lab.callbacks import (
     TensorBoardHParams,
     WeightHistograms,
 )
+from fashion_lab.callbacks.progress import KerasProgressBar
 from fashion_lab.checkpoints import read_checkpoint
 from fashion_lab.cli.checkpoints import BEST, checkpoint_callbacks, data_defaults, last_checkpoint, resolve_ckpt_path
 from fashion_lab.cli.notices import quiet_lightning_chatter, say_training_device
@@ -40,7 +41,6 @@ from fashion_lab.errors import ConfigError
 from fashion_lab.model import MLPClassifier
 from fashion_lab.picture_files import ImageFilesDataModule  # noqa: F401 (imported: `--data ImageFilesDataModule`)
 from fashion_lab.predictions import CSVPredictionWriter
-from fashion_lab.progress import KerasProgressBar
 from fashion_lab.summary import KerasSummary
 
 DESCRIPTION = (

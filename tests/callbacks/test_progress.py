@@ -1,5 +1,6 @@
-"""The Keras console (fashion_lab.progress): Keras 3's Progbar lines, shortened to the terminal, for fit, validate, test
-and predict; the seed's `fit` in a pseudo-terminal at 80 and 120 columns, rendered by a terminal emulator (pyte)."""
+"""The Keras console (fashion_lab.callbacks.progress): Keras 3's Progbar lines, shortened to the terminal, for fit,
+validate, test and predict; the seed's `fit` in a pseudo-terminal at 80 and 120 columns, rendered by a
+terminal emulator (pyte)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ import pyte
 import pytest
 
 from fashion_lab import KerasProgressBar, MLPClassifier
+from fashion_lab.callbacks.progress import display_of, plain_line, progress_line, visible_length
 from fashion_lab.cli import cli_main
-from fashion_lab.progress import display_of, plain_line, progress_line, visible_length
 from fashion_lab.synthetic import write_idx_set
 from tests.helpers.commands import SYNTHETIC, run_cli
 from tests.helpers.paths import REPO
