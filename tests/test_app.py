@@ -23,7 +23,7 @@ from test_pictures import png_bomb
 from test_reliability import PWNED, RunsCode
 
 from fashion_lab import ImageFilesDataModule
-from fashion_lab.app import SHOWN_SCALE, load, look, main
+from fashion_lab.app import SHOWN_SCALE, addresses_note, load, look, main
 from fashion_lab.cli import cli_main
 from fashion_lab.data import CLASSES
 from fashion_lab.sources import read_idx
@@ -189,21 +189,40 @@ def test_a_taken_port_is_one_line(fashion_checkpoint: Path, capsys: pytest.Captu
         taken.listen()
         port = taken.getsockname()[1]
         code, _, err = error_of(lambda: main(["--ckpt_path", str(fashion_checkpoint), "--port", str(port)]), capsys)
-    assert code == 1 and err.startswith(f"error: cannot serve on 127.0.0.1:{port} (Cannot find empty port"), err
-    assert "Fix: pass another --port" in err and len(err.splitlines()) == 2
+    assert code == 1 and err == (
+        f"error: port {port} on 127.0.0.1 is in use by another program. Fix: pass another --port (e.g. --port "
+        f"{port + 1}), or stop the program that listens there.\n"
+    )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    ("args", "says"),
+    ("host", "says"),
     [
-        (["--top_k", "0"], "top_k=0 is out of range; allowed: an integer >= 1."),
-        (["--port", "70000"], "port=70000 is out of range; allowed: 1..65535."),
-        (["--max_pixels", "0"], "max_pixels=0 is out of range; allowed: a positive integer."),
+        ("192.0.2.1", "cannot listen on host='192.0.2.1': Cannot assign requested address. Fix: pass --host"),
+        ("no-such-host.invalid", "host='no-such-host.invalid' is not an address or a known host name ("),
     ],
 )
-def test_bad_options_are_one_line(args: list[str], says: str, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = error_of(lambda: main(["--ckpt_path", "last", *args]), capsys)
-    assert code == 1 and err.splitlines()[0] == f"error: {says}"
+def test_an_address_it_cannot_listen_on_is_one_line(
+    host: str, says: str, fashion_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An address of no interface of this machine (a documentation address), and a name that resolves to none."""
+    code, out, err = error_of(lambda: main(["--ckpt_path", str(fashion_checkpoint), "--host", host]), capsys)
+    assert code == 1 and err.startswith(f"error: {says}") and len(err.splitlines()) == 1, err
+    assert "127.0.0.1 (this machine only), 0.0.0.0 (every network) or an address of this machine." in err
+    assert "ERROR" not in out + err and "empty port" not in err
+
+
+def test_the_address_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback: the address only. Any other: the real address (never 0.0.0.0) and one warning line."""
+    assert addresses_note("127.0.0.1", 7860, login=False) == ["The page: http://127.0.0.1:7860/"]
+    assert addresses_note("localhost", 7860, login=False) == ["The page: http://127.0.0.1:7860/"]
+    monkeypatch.setattr("fashion_lab.app.network_addresses", lambda: ["10.1.2.3"])
+    assert addresses_note("0.0.0.0", 8000, login=False) == [
+        "The page: http://10.1.2.3:8000/",
+        "warning: --host 0.0.0.0 makes the page reachable by anyone on the network, with no login (plain HTTP). "
+        "--host 127.0.0.1 keeps it on this machine; --auth user:password adds a login.",
+    ]
 
 
 def test_without_gradio_the_fix_is_named(
@@ -218,30 +237,32 @@ def test_without_gradio_the_fix_is_named(
 
 
 def shown_28x28(element) -> np.ndarray:
-    """The picture an `.seen` image element shows, fetched as the browser did, back at the model's 28×28."""
-    src = element.find_element("css selector", "img").get_attribute("src")
-    with urllib.request.urlopen(src, timeout=30) as response:
+    """The picture an `.seen` image shows (an inline PNG), read as the browser read it: the model's 28×28, drawn
+    SHOWN_SCALE× larger with square pixels."""
+    with urllib.request.urlopen(element.get_attribute("src"), timeout=30) as response:  # a data: URL
         shown = np.asarray(Image.open(io.BytesIO(response.read())).convert("L"))
-    assert shown.shape == (28 * SHOWN_SCALE, 28 * SHOWN_SCALE)
-    return shown[::SHOWN_SCALE, ::SHOWN_SCALE]
+    assert element.size == {"width": 28 * SHOWN_SCALE, "height": 28 * SHOWN_SCALE}
+    assert element.value_of_css_property("image-rendering") == "pixelated"
+    return shown
 
 
 def read_page(browser) -> tuple[list[dict], list[str]]:
     """Per picture row: its name, the top class, each bar's class and probability, and the 28×28; and the messages."""
     rows = []
-    for row in browser.find_elements("css selector", ".picture"):
+    for row in browser.find_elements("css selector", "#results .picture"):
         label = row.find_elements("css selector", ".prediction")
         if not label:
             continue
-        bars = label[0].find_elements("css selector", ".confidence-set")
+        bars = zip(
+            label[0].find_elements("css selector", "dt"), label[0].find_elements("css selector", "meter"), strict=True
+        )
         rows.append({
-            "name": label[0].find_element("css selector", "label").text.strip(),
-            "top": label[0].find_element("css selector", ".output-class").text,
-            "bars": {b.find_element("css selector", "dt").text: float(b.find_element("css selector", "meter")
-                                                                         .get_attribute("value")) for b in bars},
+            "name": label[0].find_element("css selector", ".name").text.strip(),
+            "top": label[0].find_element("css selector", ".top").text,
+            "bars": {dt.text: float(meter.get_attribute("value")) for dt, meter in bars},
             "image": shown_28x28(row.find_element("css selector", ".seen")),
         })  # fmt: skip
-    return rows, [e.text for e in browser.find_elements("css selector", ".unreadable")]
+    return rows, [e.text for e in browser.find_elements("css selector", "#results .unreadable")]
 
 
 def tops(seen: list) -> list[str]:

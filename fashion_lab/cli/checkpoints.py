@@ -110,11 +110,7 @@ def resolve_ckpt_path(config: Namespace, subcommand: str) -> None:
             )
         config.ckpt_path = str(found[-1])
     ckpt = Path(config.ckpt_path)
-    if not ckpt.is_file():
-        raise CheckpointError(
-            f"checkpoint {ckpt} does not exist. Fix: pass a .ckpt that fit wrote "
-            "(lightning_logs/version_N/checkpoints/), or --ckpt_path last to resume the newest run."
-        )
+    check_is_a_file(ckpt, "or --ckpt_path last for the newest run's last.ckpt")
     run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     if subcommand == "predict":  # Trainer(logger=False) writes to default_root_dir: no events file, no new run
         config.trainer.logger = False
@@ -124,6 +120,23 @@ def resolve_ckpt_path(config: Namespace, subcommand: str) -> None:
     if subcommand == "fit":
         for stale in ckpt.parent.glob(".*.ckpt.*.part"):  # a save killed mid-write (SIGKILL, power loss)
             stale.unlink(missing_ok=True)
+
+
+def check_is_a_file(ckpt: Path, also: str = "") -> None:
+    """CheckpointError for a path that is not a file: a folder is named as one, with the checkpoints inside it."""
+    if ckpt.is_dir():
+        patterns = ["", "checkpoints/", "version_*/checkpoints/", "lightning_logs/version_*/checkpoints/"]
+        inside = [found for pattern in patterns for found in ckpt.glob(f"{pattern}*.ckpt")]
+        example = f" (in it: {', '.join(str(p) for p in sorted(inside)[:3])}{', ...' if len(inside) > 3 else ''})"
+        raise CheckpointError(
+            f"checkpoint {ckpt} is a folder, not a checkpoint file. Fix: pass a .ckpt file inside it"
+            f"{example if inside else ''}{', ' + also if also else ''}."
+        )
+    if not ckpt.is_file():
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not exist. Fix: pass a .ckpt that fit wrote "
+            f"(lightning_logs/version_N/checkpoints/){', ' + also if also else ''}."
+        )
 
 
 def last_checkpoint(trainer: L.Trainer) -> str | None:
