@@ -212,7 +212,7 @@ RESULTS_CSS = f"""
 .seen {{ width: {28 * SHOWN_SCALE}px; height: {28 * SHOWN_SCALE}px; image-rendering: pixelated; flex: none; }}
 .prediction .name {{ font-size: 0.9em; opacity: 0.7; margin: 0; }}
 .prediction .top {{ font-size: 1.6em; font-weight: 600; margin: 0.1em 0 0.4em; }}
-.prediction dl {{ display: grid; grid-template-columns: auto 16em; gap: 0.3em 1em; margin: 0; }}
+.prediction dl {{ display: grid; grid-template-columns: 8em 16em; gap: 0.3em 1em; margin: 0; }}
 .prediction dd {{ margin: 0; }}
 .prediction meter {{ width: 10em; }}
 .unreadable, .no-object {{ margin: 0; }}

@@ -20,10 +20,11 @@ from conftest import QUIET, REAL_FASHION, REPO, make_trainer, run_command
 from photos import write_photos
 from PIL import Image
 from test_pictures import png_bomb
+from test_predict_pictures import blank_pictures
 from test_reliability import PWNED, RunsCode
 
 from fashion_lab import ImageFilesDataModule
-from fashion_lab.app import SHOWN_SCALE, addresses_note, load, look, main
+from fashion_lab.app import SHOWN_SCALE, addresses_note, load, look, main, rows_html
 from fashion_lab.cli import cli_main
 from fashion_lab.data import CLASSES
 from fashion_lab.sources import read_idx
@@ -112,11 +113,25 @@ def test_k49_checkpoint_names_hiragana(k49_dir: Path, tmp_path: Path) -> None:
     cli_main([*fit, "--trainer.max_epochs", "1", "--test_after_fit", "false", "--trainer.logger.init_args.save_dir",
               str(tmp_path)])  # fmt: skip
     picture = tmp_path / "drawn.png"
-    Image.fromarray(np.full((60, 40), 255, np.uint8)).save(picture)
+    drawn = np.full((60, 40), 255, np.uint8)
+    drawn[10:50, 15:25] = 0  # a dark stroke on white
+    Image.fromarray(drawn).save(picture)
     model, _, _ = load(str(checkpoint(tmp_path)))
     (seen,) = look(named([picture]), model, {"mean": 0.0, "std": 1.0})
     assert list(seen.probabilities) == list(CLASSES["K49"]) and "あ" in seen.probabilities
     assert sum(seen.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_blank_pictures_show_no_object(fashion_checkpoint: Path, tmp_path: Path) -> None:
+    """All black, all white, fully transparent, 1×1: 'no object found' and no probabilities, as `predict` writes."""
+    model, scaling, _ = load(str(fashion_checkpoint))
+    blanks = blank_pictures(tmp_path / "blank")
+    seen = look(named(blanks), model, scaling)
+    assert [(s.error, s.probabilities, s.image.any()) for s in seen] == [(None, None, False)] * 4
+    page = rows_html(seen, top_k=3)
+    assert page.count("no object found (nothing stands out from the background by more than the threshold)") == 4
+    assert "<meter" not in page
 
 
 # --- bad checkpoints: the CLI's one line, before any server ------------------------------------------------------
@@ -131,6 +146,7 @@ def bad_checkpoints(tmp: Path, good: Path) -> dict[str, str]:
         "last_without_runs": "last",
         "crafted": "crafted.ckpt",
         "truncated": "truncated.ckpt",
+        "folder": ".",
     }
 
 
@@ -152,7 +168,7 @@ def test_bad_checkpoints_get_the_clis_line(
         cli_code, _, cli_err = error_of(lambda ckpt=ckpt: cli_main(["predict", "--ckpt_path", ckpt, *QUIET]), capsys)
         assert (code, cli_code) == (1, 1), case
         assert err == cli_err and err.startswith("error: --" if case == "last_without_runs" else "error: checkpoint")
-        assert len(err.splitlines()) == 2 and "Traceback" not in err and "Serving" not in out, case
+        assert len(err.splitlines()) == 1 and "Traceback" not in err and "Serving" not in out, case
     assert not (tmp_path / PWNED).exists()  # the crafted checkpoint's code never ran
 
 
@@ -170,7 +186,7 @@ def test_checkpoints_that_are_not_a_model(fashion_checkpoint: Path, tmp_path: Pa
     for name, fragment in says.items():
         code, _, err = error_of(lambda name=name: main(["--ckpt_path", str(tmp_path / name)]), capsys)
         assert code == 1 and err.startswith(f"error: checkpoint {tmp_path / name} ") and fragment in err, err
-        assert "Fix: pass a .ckpt that fit wrote" in err and len(err.splitlines()) == 2
+        assert "Fix: pass a .ckpt that fit wrote" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -297,18 +313,22 @@ def test_the_page_in_chromium(page_url: str, real_run: Path, pictures: tuple, tm
             classes.add(label)
     chosen = chosen[:3]
     (first, _, _), (second, _, _), (third, _, _) = chosen
-    uploads = [first, broken["truncated.jpg"], second, broken["notes.png"], third, broken["bomb.png"]]
+    # a name that is HTML, a Handlebars tag and a JavaScript template: shown as text, never run or filled in
+    hostile = tmp_path / "<img src=x onerror=alert(1)> {{value}} ${1+1}.jpg"
+    hostile.write_bytes(first.read_bytes())
+    uploads = [first, broken["truncated.jpg"], second, broken["notes.png"], third, broken["bomb.png"], hostile]
 
     with chromium() as browser:
         browser.get(page_url)
         files = wait_until(lambda: browser.find_elements("css selector", "#pictures input[type=file]"), what="upload")
         files[0].send_keys("\n".join(str(p) for p in uploads))  # as a drop of six files at once
-        wait_until(lambda: len(read_page(browser)[0]) == 3 and len(read_page(browser)[1]) == 3, what="6 results")
+        wait_until(lambda: len(read_page(browser)[0]) == 4 and len(read_page(browser)[1]) == 3, what="7 results")
         rows, messages = read_page(browser)
         shot = screenshot(browser, "app", tmp_path)
 
-        assert [r["name"] for r in rows] == [p.name for p, _, _ in chosen]  # in upload order, between the messages
-        for row, (_, label, s) in zip(rows, chosen, strict=True):
+        assert [r["name"] for r in rows] == [p.name for p, _, _ in chosen] + [hostile.name]  # in upload order
+        assert rows[3]["bars"] == rows[0]["bars"] and not browser.find_elements("css selector", "#results img[src=x]")
+        for row, (_, label, s) in zip(rows, chosen, strict=False):
             assert row["top"] == FASHION[label]
             top3 = sorted(s.probabilities, key=s.probabilities.get, reverse=True)[:3]
             assert list(row["bars"]) == top3
@@ -322,7 +342,7 @@ def test_the_page_in_chromium(page_url: str, real_run: Path, pictures: tuple, tm
         # a control updates every result. invert "never" on a dark object on white: the white is taken for the
         # background level and subtracted, and the darker object goes with it, so the model sees almost nothing
         browser.find_element("xpath", "//label[.//span[text()='never']]").click()
-        never = look(named([p for p, _, _ in chosen]), model, scaling, invert="never")
+        never = look(named([p for p, _, _ in chosen] + [hostile]), model, scaling, invert="never")
         wait_until(lambda: tops_and_first_image(browser) == (tops(never), never[0].image.tobytes()), what="never")
         assert len(read_page(browser)[1]) == 3  # the unreadable files still say so
         assert outside_requests(browser) == []  # fonts, scripts, analytics: nothing from outside the machine

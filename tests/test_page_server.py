@@ -28,6 +28,7 @@ from page_client import PageClient, rss_mib, sketch_value
 from photos import write_photos
 from PIL import Image
 from test_pictures import png_bomb
+from test_predict_pictures import blank_pictures
 
 from fashion_lab import ImageFilesDataModule
 from fashion_lab.app import load, look
@@ -150,6 +151,15 @@ def test_every_box_meets_predicts_gate(box: str, page: tuple, pictures: dict, fa
     ), (row.bars, top(expected))
     assert np.array_equal(row.image, expected.image)
     assert row.name == {"files": "trousers16.png", "photo": "webcam or pasted picture", "sketch": "your drawing"}[box]
+
+
+@pytest.mark.slow
+def test_blank_pictures_get_no_class(page: tuple, tmp_path: Path) -> None:
+    client = PageClient(page[0])
+    rows = client.show(files=[client.upload(p) for p in blank_pictures(tmp_path / "blank")])
+    assert [(r.name, r.no_object, r.bars, r.image.any()) for r in rows] == [
+        (name, True, None, False) for name in ["black.png", "white.jpg", "transparent.png", "dot.png"]
+    ]
 
 
 @pytest.mark.slow
