@@ -40,6 +40,9 @@ from fashion_lab.model import MLPClassifier
 from fashion_lab.pictures import MAX_PIXELS, NO_OBJECT, InvertMode, PictureError, no_object, prepare, read_grey
 
 SHOWN_SCALE = 8  # the 28×28 drawn 224×224, each pixel a block
+# Gradio keeps a copy of the page's state for each of this many recent sessions (its default: 10,000, tens of KB each,
+# never freed while the server runs). The page holds nothing between events, so an evicted session loses nothing.
+SESSIONS_KEPT = 100
 
 
 @dataclass
@@ -280,6 +283,7 @@ def serve(
         demo.launch(
             server_name=host, server_port=port, share=False, quiet=True, prevent_thread_lock=True,
             max_file_size=file_size(max_file_size), auth=tuple(auth.split(":", 1)) if auth else None,
+            state_session_capacity=SESSIONS_KEPT,
         )  # fmt: skip
         for line in addresses_note(host, port, auth is not None):
             print(line, flush=True)

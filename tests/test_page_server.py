@@ -191,7 +191,9 @@ def test_memory_stays_flat_over_500_events(page: tuple, pictures: dict) -> None:
         rows = list(pool.map(lambda _: client.show(files=[upload]), range(500)))
     assert all(r.bars == rows[0][0].bars and r.image.tobytes() == rows[0][0].image.tobytes() for (r,) in rows)
     assert rows[0][0].bars is not None
-    assert rss_mib(pid) - before < 50, (before, rss_mib(pid))
+    after = rss_mib(pid)
+    print(f"\n500 events: RSS {before:.0f} → {after:.0f} MiB")
+    assert after - before < 50, (before, after)
 
 
 @pytest.mark.slow
