@@ -26,17 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from jsonargparse import Namespace
 from torch.utils.data import DataLoader
 
-# The CLI's own checkpoint handling, so that the page accepts and refuses exactly what `predict` does.
-from fashion_lab.cli import CheckpointError, read_checkpoint
-from fashion_lab.cli.checkpoints import CKPT_FIX, resolve_ckpt_path
+# The checkpoint handling of the CLI, so that the page accepts and refuses exactly what `predict` does.
+from fashion_lab.checkpoints import CKPT_FIX, CheckpointError, read_checkpoint, resolve, training_scaling
 from fashion_lab.cli.signals import StopSignals
 from fashion_lab.cli.user_errors import exit_on_user_error
-from fashion_lab.data import ImageFiles, keep_batch, training_scaling
+from fashion_lab.datasets import keep_batch
 from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFiles
 from fashion_lab.pictures import MAX_PIXELS, NO_OBJECT, InvertMode, PictureError, no_object, prepare, read_grey
 
 SHOWN_SCALE = 8  # the 28×28 drawn 224×224, each pixel a block
@@ -56,20 +55,9 @@ class Seen:
     error: str | None = None
 
 
-def resolve(ckpt_path: str) -> str:
-    """`last` = the newest run's last.ckpt, and a missing file refused, with the CLI's own words.
-
-    Through the CLI's own `resolve_ckpt_path`, which reads only these fields of a predict config (the default
-    logger: runs in ./lightning_logs).
-    """
-    config = Namespace(ckpt_path=ckpt_path, output=None, trainer=Namespace(logger=None, default_root_dir=None))
-    resolve_ckpt_path(config, "predict")
-    return config.ckpt_path
-
-
 def load(ckpt_path: str) -> tuple[MLPClassifier, dict[str, float], str]:
     """The model (eval mode, CPU), its training data's scaling and the resolved path; CheckpointError if unfit."""
-    path = resolve(ckpt_path)
+    path = resolve(ckpt_path, Path("lightning_logs"))  # `last`: the newest run of the CLI's default logger
     checkpoint = read_checkpoint(path)  # weights-only, and a file that fit did not write is refused with its name
     try:
         model = MLPClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)

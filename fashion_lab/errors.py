@@ -15,6 +15,10 @@ class ConfigError(ValueError):
     """An argument is out of range or not a known name; the message names the argument, the value and the fix."""
 
 
+class DataError(RuntimeError):
+    """A data file is missing, corrupt or inconsistent. The message names the file and the fix."""
+
+
 class NonFiniteLossError(ValueError):
     """The training loss or the weights became NaN or infinite (learning rate too high, or a bad input)."""
 

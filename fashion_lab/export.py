@@ -21,11 +21,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fashion_lab.cli.checkpoints import check_is_a_file
+from fashion_lab.checkpoints import read_checkpoint, training_scaling
 from fashion_lab.cli.user_errors import exit_on_user_error
-from fashion_lab.data import ImageFilesDataModule, training_scaling
 from fashion_lab.errors import ConfigError, choose
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFilesDataModule
 from fashion_lab.sources import atomic_write
 
 Format = Literal["onnx", "torch_export"]
@@ -57,7 +57,7 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
     if format == "onnx" and importlib.util.find_spec("onnxscript") is None:
         raise ConfigError("--format onnx needs the onnx extra. Fix: pip install -e '.[onnx]' (onnx, onnxscript).")
     ckpt = Path(ckpt_path)
-    checkpoint = _load(ckpt)
+    checkpoint = read_checkpoint(ckpt)
     model = MLPClassifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     scaling = training_scaling(checkpoint)
     wrapped = Probabilities(model.net, **scaling).eval()
@@ -89,18 +89,6 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
     return dest
 
 
-CKPT_FIX = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
-
-
-def _load(ckpt: Path) -> dict:
-    check_is_a_file(ckpt)
-    try:
-        return torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails on a bad file with errors of many types, none naming the file
-        reason = f"{type(e).__name__}: {e}"
-        raise ConfigError(f"checkpoint {ckpt} is truncated or not a checkpoint ({reason}). {CKPT_FIX}") from e
-
-
 def describe(dest: Path, format: Format, classes: list[str], scaling: dict, checkpoint: dict, ckpt: Path) -> dict:
     """The JSON beside the model: what goes in, what comes out, and which training run made it."""
     config = ckpt.parent.parent / "config.yaml" if ckpt.parent.name == "checkpoints" else None
@@ -121,7 +109,7 @@ def describe(dest: Path, format: Format, classes: list[str], scaling: dict, chec
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(classes)]},
         "classes": classes,
         "scaling": {"inside_the_model": "x = (image / 255 - mean) / std", **scaling},
-        "preprocessing": ImageFilesDataModule(paths=[], classes=classes).steps,
+        "preprocessing": ImageFilesDataModule(paths=[], classes=classes).preprocessing,
         "training_config": source,
         "training_config_sha256": hashlib.sha256(hashed).hexdigest(),
         "checkpoint": str(ckpt),

@@ -14,18 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from fashion_lab.checkpoints import range_of_old_checkpoint, unknown_input_range
 from fashion_lab.errors import ConfigError, check
-from fashion_lab.fast_path import Batch, StepsPerExecution
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
 from fashion_lab.keras.optim import OptimizerName, ScheduleName, check_schedule, make_optimizer, make_schedule
 from fashion_lab.keras.schedules import ReduceLROnPlateau
-from fashion_lab.sources import DataError
+from fashion_lab.steps_per_execution import Batch, StepsPerExecution
 
 # DenseStack's options, which the model takes by name (num_classes is the model's own; the input is 28×28 pixels)
 NETWORK_OPTIONS = {
@@ -41,7 +41,7 @@ class MLPClassifier(StepsPerExecution):
 
     A standard automatic-optimization LightningModule for `(x, y)` batches. When the data module hands over lists
     of K mini-batches (Keras' `steps_per_execution=K`, the CLI's default), it takes the K optimizer steps itself
-    (`fashion_lab.fast_path`): the same updates, with the framework's per-step cost paid once per list.
+    (`fashion_lab.steps_per_execution`): the same updates, with the framework's per-step cost paid once per list.
     The network's options (hidden, activation, dropout, ...) are `DenseStack`'s, documented there and passed on.
 
     Args:
@@ -126,11 +126,12 @@ class MLPClassifier(StepsPerExecution):
         # otherwise (the tutorial's evaluate(x_test) on 0..255) warns, also from a direct model(x). NaN = unknown.
         self.register_buffer("input_low", torch.tensor(float("nan")))
         self.register_buffer("input_high", torch.tensor(float("nan")))
-        self.register_load_state_dict_pre_hook(_unknown_input_range)  # older state dicts lack the two buffers
+        self.register_load_state_dict_pre_hook(unknown_input_range)  # older state dicts lack the two buffers
         self.learn_input_range = self.input_range_warned = False
-        # Training statistics are sums kept on the device, logged once per epoch: a `self.log` per step costs ~0.6 ms
-        # in Lightning and a torchmetrics update ~0.1 ms, more than this network's whole step. Written by hand only
-        # for that cost: Σ loss·n, Σ penalty·n, Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
+        self.data_classes: tuple[str, ...] | None = None  # the attached datamodule's, read in `setup`
+        # Training statistics are sums kept on the device, logged once per epoch, by hand because a per-step
+        # `self.log` or torchmetrics update costs more than this network's whole step: Σ loss·n, Σ penalty·n,
+        # Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
         self.train_sums: Tensor | None = None
         self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
         self.val_metrics = self._stage_metrics(num_classes, per_class=False)
@@ -151,12 +152,16 @@ class MLPClassifier(StepsPerExecution):
             metrics["class_acc"] = MulticlassAccuracy(num_classes, average="none")
         return MetricCollection(metrics)
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self.data_classes = getattr(self.trainer.datamodule, "classes", None)
+
     @property
     def class_names(self) -> list[str]:
-        """The names given, else the attached datamodule's `classes`, else "0".."C-1"."""
+        """The names given, else the datamodule's `classes` (of the latest run), else "0".."C-1"."""
         if self.hparams.class_names is not None:
             return list(self.hparams.class_names)
-        names = getattr(getattr(self._trainer, "datamodule", None), "classes", None)
+        names = self.data_classes
         if names is not None and len(names) == self.hparams.num_classes:
             return list(names)
         return [str(i) for i in range(self.hparams.num_classes)]
@@ -226,8 +231,8 @@ class MLPClassifier(StepsPerExecution):
         logits, loss, _ = self._losses(x, y)  # as Keras' evaluate(): with the regularization penalties
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
-        # one value per sample: torchmetrics 1.9 ignores `weight` under nan_strategy="disable" (aggregation.py:106-107),
-        # which made the mean a mean of batch means, off when the last batch is short (27.6188 for 27.6100)
+        # one value per sample: MeanMetric ignores `weight` under nan_strategy="disable", and a mean of batch means
+        # would weigh a short last batch as much as a full one
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         return preds  # the TensorBoardFigures callback reads these
 
@@ -288,27 +293,6 @@ class MLPClassifier(StepsPerExecution):
             return {"optimizer": optimizer, "lr_scheduler": self.plateau_config(scheduler)}
         # Keras schedules count optimizer steps
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def range_of_old_checkpoint(checkpoint: dict) -> dict[str, Tensor]:
-    """A checkpoint from before the input range was kept: the range of its data module's batches, [0, 1] scaled by
-    its mean and std, if it was trained with one of the data modules (else unknown: NaN)."""
-    from fashion_lab.data import training_scaling  # the data modules' checkpoint layout
-
-    low = high = torch.tensor(float("nan"))
-    if "datamodule_hyper_parameters" in checkpoint:
-        try:
-            mean, std = training_scaling(checkpoint).values()
-            low, high = torch.tensor(-mean / std), torch.tensor((1 - mean) / std)
-        except DataError:  # normalize without the statistics saved: unknown
-            pass
-    return {"input_low": low, "input_high": high}
-
-
-def _unknown_input_range(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-    """load_state_dict pre-hook: a state dict without the input range (older than it) loads with the range unknown."""
-    for name in ("input_low", "input_high"):
-        state_dict.setdefault(prefix + name, torch.tensor(float("nan")))
 
 
 def _signature() -> inspect.Signature:

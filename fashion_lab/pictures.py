@@ -21,14 +21,14 @@ from typing import Literal
 
 import numpy as np
 
-from fashion_lab.sources import DataError
+from fashion_lab.errors import DataError
 
 InvertMode = Literal["auto", "always", "never"]
 # Pictures above this many pixels are refused before decoding (a decompression bomb can claim 30,000 × 30,000 in a
 # few kilobytes). 50 MP covers every common phone and camera photo; its RGB decode takes 150 MB.
 MAX_PIXELS = 50_000_000
 # JPEGs are decoded by libjpeg's DCT scaling at the smallest 1/2, 1/4 or 1/8 size whose long side keeps this many
-# pixels: ample for a 28-pixel result even when the object fills a tenth of the photo, and 10-50× faster.
+# pixels: ample for a 28-pixel result even when the object fills a tenth of the photo, and far faster than full size.
 DECODE_LONG_SIDE = 1024
 # What `predict` and the page say instead of probabilities for a picture in which nothing stands out from the
 # background by more than the threshold (a blank, uniform, fully transparent or 1-pixel picture): its 28×28 is black.

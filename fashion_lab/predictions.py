@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from fashion_lab.errors import check
+from fashion_lab.errors import DataError, check
 from fashion_lab.pictures import NO_OBJECT, no_object
-from fashion_lab.sources import DataError, atomic_write
+from fashion_lab.sources import atomic_write
 
 
 class CSVPredictionWriter(BasePredictionWriter):

@@ -15,19 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from browser import FAKE_CAMERA, chromium, free_port, outside_requests, screenshot, serve, wait_until
-from conftest import QUIET, REAL_FASHION, REPO, make_trainer, run_command
-from photos import write_photos
 from PIL import Image
-from test_pictures import png_bomb
-from test_predict_pictures import blank_pictures
-from test_reliability import PWNED, RunsCode
 
 from fashion_lab import ImageFilesDataModule
 from fashion_lab.app import SHOWN_SCALE, addresses_note, load, look, main, rows_html
 from fashion_lab.cli import cli_main
 from fashion_lab.data import CLASSES
 from fashion_lab.sources import read_idx
+from tests.helpers.browser import FAKE_CAMERA, chromium, free_port, outside_requests, screenshot, serve, wait_until
+from tests.helpers.commands import QUIET, run_command
+from tests.helpers.crafted import PWNED, RunsCode
+from tests.helpers.paths import REAL_FASHION, REPO
+from tests.helpers.photos import blank_pictures, png_bomb, write_photos
+from tests.helpers.trainer import make_trainer
 
 FASHION = list(CLASSES["FashionMNIST"])
 # What each broken file makes the page say (PictureError's reasons, from fashion_lab.pictures)
@@ -82,7 +82,7 @@ def named(paths: list[Path]) -> list[tuple[str, str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
-    [{}, {"invert": "never", "crop": False, "threshold": 0.3, "margin": 4}],
+    [{}, {"invert": "always", "crop": False, "threshold": 0.3, "margin": 4}],
     ids=["defaults", "controls"],
 )
 def test_look_is_predict(real_run: Path, pictures: tuple, tmp_path: Path, options: dict) -> None:
@@ -97,6 +97,7 @@ def test_look_is_predict(real_run: Path, pictures: tuple, tmp_path: Path, option
     readable = [s for s in seen if s.error is None]
     assert [s.name for s in readable] == [Path(p).name for p in dm.predict_set.paths]
     assert np.array_equal(np.stack([s.image for s in readable]), dm.predict_set.images.numpy())
+    assert all(s.probabilities is not None for s in readable)  # every photo shows its object
     page = torch.tensor([[s.probabilities[n] for n in FASHION] for s in readable])
     assert torch.allclose(page, probabilities, atol=1e-6)
     assert [(s.name, s.error) for s in seen if s.error] == [(Path(p).name, r) for p, r in dm.predict_set.failures]

@@ -10,18 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fashion_lab import MLPClassifier
-from fashion_lab.data import training_scaling
 from fashion_lab.export import main
 from fashion_lab.synthetic import make_images
-
-
-def checkpoint_probs(ckpt: Path, images: torch.Tensor) -> torch.Tensor:
-    """What the checkpoint's model gives for uint8 images scaled as its training data were."""
-    scaling = training_scaling(torch.load(ckpt, weights_only=True))
-    model = MLPClassifier.load_from_checkpoint(ckpt, weights_only=True).eval()
-    with torch.no_grad():
-        return model((images.float() / 255 - scaling["mean"]) / scaling["std"]).softmax(dim=1)
+from tests.helpers.checkpoints import checkpoint_probs
 
 
 @pytest.fixture(scope="module")

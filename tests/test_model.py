@@ -9,7 +9,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import make_trainer
 from jsonargparse import ArgumentParser
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
@@ -25,6 +24,7 @@ from fashion_lab import (
 from fashion_lab.keras import optimizers as optim
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.optim import check_schedule, make_optimizer
+from tests.helpers.trainer import make_trainer
 
 DataFactory = Callable[..., FashionMNISTDataModule]
 

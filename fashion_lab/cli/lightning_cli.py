@@ -18,14 +18,8 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures, TensorBoardHParams
-from fashion_lab.cli.checkpoints import (
-    BEST,
-    checkpoint_callbacks,
-    data_defaults,
-    last_checkpoint,
-    read_checkpoint,
-    resolve_ckpt_path,
-)
+from fashion_lab.checkpoints import read_checkpoint
+from fashion_lab.cli.checkpoints import BEST, checkpoint_callbacks, data_defaults, last_checkpoint, resolve_ckpt_path
 from fashion_lab.cli.notices import quiet_lightning_chatter, say_training_device
 from fashion_lab.cli.signals import (
     EXIT_STATUS,
@@ -38,6 +32,7 @@ from fashion_lab.cli.signals import (
 from fashion_lab.cli.user_errors import exit_on_user_error, lightning_refused
 from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFilesDataModule  # noqa: F401 (imported: `--data ImageFilesDataModule`)
 from fashion_lab.predictions import CSVPredictionWriter
 from fashion_lab.summary import KerasSummary
 
@@ -95,8 +90,8 @@ class FashionLabCLI(LightningCLI):
             help="flush denormal floats (below 1.2e-38) to zero on x86 CPUs, as TensorFlow's threads do: the same "
             "accuracy, without the slow path that tiny weights take (a fit with L2 1e-3 ran 1.6x slower without it)",
         )
-        # Keras' steps_per_execution: 32 batch-32 optimizer steps per Lightning step, the same updates at a third of
-        # the wall time (the framework's per-step cost dominates for this 0.1M-parameter MLP). 1 = plain batches.
+        # Keras' steps_per_execution: 32 optimizer steps per Lightning step, the same updates with the framework's
+        # per-step cost, larger than this small network's step, paid once per 32 (1 = plain batches)
         parser.set_defaults(
             {"data": {"class_path": "fashion_lab.FashionMNISTDataModule", "init_args": {"steps_per_execution": 32}}}
         )
@@ -323,7 +318,9 @@ def make_cli(
     defaults["callbacks"] += callbacks or []
     return FashionLabCLI(
         MLPClassifier,
-        LightningDataModule,  # any data module: the data sets, or ImageFilesDataModule for predict
+        # any data module: the data sets, or ImageFilesDataModule for predict (jsonargparse finds a short class name
+        # such as `--data ImageFilesDataModule` among the subclasses imported)
+        LightningDataModule,
         subclass_mode_data=True,
         seed_everything_default=42,
         trainer_defaults=defaults,

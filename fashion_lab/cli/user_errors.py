@@ -8,8 +8,7 @@ import sys
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from fashion_lab.errors import ConfigError, NonFiniteLossError
-from fashion_lab.sources import DataError
+from fashion_lab.errors import ConfigError, DataError, NonFiniteLossError
 
 # Mistakes in a config, a data file, a folder or a checkpoint: one line, not a traceback (FASHION_LAB_DEBUG=1 shows it).
 # Only the package's own error types, Lightning's configuration errors and file-system errors that name a path; a bug

@@ -1,0 +1,12 @@
+"""Callbacks, one per module: TensorBoard figures, the HPARAMS tab's hyperparameters and results, a NaN guard, and
+the RNG state that makes a resumed run exact."""
+
+# isort: off
+# in this order, the order `--help` lists them in (jsonargparse lists the subclasses in the order they were defined)
+from fashion_lab.callbacks.figures import TensorBoardFigures, image_summary
+from fashion_lab.callbacks.hparams import HP_METRICS, TensorBoardHParams
+from fashion_lab.callbacks.finite_guard import FiniteGuard
+from fashion_lab.callbacks.rng_state import RNGState
+# isort: on
+
+__all__ = ["HP_METRICS", "FiniteGuard", "RNGState", "TensorBoardFigures", "TensorBoardHParams", "image_summary"]
