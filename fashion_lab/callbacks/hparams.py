@@ -88,9 +88,9 @@ class TensorBoardHParams(L.Callback):
             self.best_val = float(value) if math.isnan(self.best_val) else max(self.best_val, float(value))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # a module that logs val/acc_best itself (MLPClassifier) keeps its one curve; for another, it is drawn here
-        own = "val/acc_best" in trainer.callback_metrics
-        best = {} if math.isnan(self.best_val) or own else {"val/acc_best": self.best_val}
+        # a module that logs `val/acc_best` itself (MLPClassifier does) has written the curve this column reads
+        logged = "val/acc_best" in trainer.callback_metrics or math.isnan(self.best_val)
+        best = {} if logged else {"val/acc_best": self.best_val}
         self._log(trainer, {**best, "run/epochs": trainer.current_epoch + 1})
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

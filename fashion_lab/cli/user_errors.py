@@ -28,8 +28,18 @@ def exit_on_user_error(e: BaseException) -> None:
     message = user_error_message(e)
     if message is None or os.environ.get("FASHION_LAB_DEBUG"):
         return
-    print(f"error: {message}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
+    hint = "\n(set FASHION_LAB_DEBUG=1 to see the traceback)" if traceback_helps(_user_error(e)) else ""
+    print(f"error: {message}{hint}", file=sys.stderr)
     sys.exit(1)
+
+
+def traceback_helps(e: BaseException) -> bool:
+    """Whether the debug hint belongs under this error's line: not under a message that names the option or file, the
+    value and the fix (the package's ConfigError always does, Lightning's refusals name their option, a DataError or
+    loss error when it says "Fix:"), but under a file-system error, where the traceback shows which step met it."""
+    if isinstance(e, ConfigError | MisconfigurationException):
+        return False
+    return not (isinstance(e, DataError | NonFiniteLossError) and " Fix: " in str(e))
 
 
 def _user_error(e: BaseException) -> BaseException | None:

@@ -105,8 +105,8 @@ def test_a_resumed_fit_continues_its_runs_session(fashion, tmp_path: Path) -> No
     checkpoint = torch.load(last, weights_only=False)
     (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("TensorBoardHParams")]
     assert state["best_val_acc"] == pytest.approx(hparams_curve(run, "val/acc")[0])
-    # as if epoch 1 had been the best: the resumed run's best must still count it. MLPClassifier logs val/acc_best
-    # itself, from its state dict; the callback's own state serves a module that does not.
+    # as if epoch 1 had been the best: the resumed run's best must still count it (the model logs `val/acc_best`
+    # from its MaxMetric; the callback keeps its own best for a module that does not)
     state["best_val_acc"] = 0.999
     checkpoint["state_dict"]["val_acc_best.max_value"] = torch.tensor(0.999)
     torch.save(checkpoint, last)
