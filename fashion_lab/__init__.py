@@ -22,6 +22,7 @@ _HOMES = {
     "ImageFilesDataModule": "fashion_lab.picture_files",
     "K49DataModule": "fashion_lab.data",
     "KerasTensorBoardLogger": "fashion_lab.tensorboard",
+    "KerasProgressBar": "fashion_lab.callbacks.progress",
     "KerasSummary": "fashion_lab.summary",
     "KMNISTDataModule": "fashion_lab.data",
     "MLPClassifier": "fashion_lab.model",

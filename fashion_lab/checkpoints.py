@@ -35,19 +35,31 @@ def resolve(ckpt_path: str, runs: Path) -> str:
                 "Fix: start without --ckpt_path, or give the path of a checkpoint."
             )
         ckpt_path = str(found[-1])
-    if not Path(ckpt_path).is_file():
-        raise CheckpointError(
-            f"checkpoint {Path(ckpt_path)} does not exist. Fix: pass a .ckpt that fit wrote "
-            "(lightning_logs/version_N/checkpoints/), or --ckpt_path last to resume the newest run."
-        )
+    check_is_a_file(Path(ckpt_path), "or --ckpt_path last to resume the newest run")
     return ckpt_path
+
+
+def check_is_a_file(ckpt: Path, also: str = "") -> None:
+    """CheckpointError for a path that is not a file: a folder is named as one, with the checkpoints inside it."""
+    if ckpt.is_dir():
+        patterns = ["", "checkpoints/", "version_*/checkpoints/", "lightning_logs/version_*/checkpoints/"]
+        inside = [found for pattern in patterns for found in ckpt.glob(f"{pattern}*.ckpt")]
+        example = f" (in it: {', '.join(str(p) for p in sorted(inside)[:3])}{', ...' if len(inside) > 3 else ''})"
+        raise CheckpointError(
+            f"checkpoint {ckpt} is a folder, not a checkpoint file. Fix: pass a .ckpt file inside it"
+            f"{example if inside else ''}{', ' + also if also else ''}."
+        )
+    if not ckpt.is_file():
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not exist. Fix: pass a .ckpt that fit wrote "
+            f"(lightning_logs/version_N/checkpoints/){', ' + also if also else ''}."
+        )
 
 
 def read_checkpoint(path: str | Path) -> dict:
     """torch.load with weights_only=True (tensors and plain data only: a crafted pickle cannot run code), and one
     CheckpointError naming the file for whatever else it holds."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist. {CKPT_FIX}")
+    check_is_a_file(Path(path))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

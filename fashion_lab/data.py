@@ -44,6 +44,13 @@ class ImageDataModule(L.LightningDataModule):
         unscaled_test_images: test and predict on the raw 0..255 pixels instead of x / 255 (and `normalize`), as the
             tutorial's `evaluate(x_test)` did by mistake (configs/tutorial_as_printed.yaml); training and validation
             stay scaled. Off by default: never use it except to reproduce that slip.
+        shuffle: shuffle the training split each epoch (as Bolts' VisionDataModule); validation and test never are.
+        drop_last: drop the last training mini-batch of an epoch when it is smaller than `batch_size` (never on
+            validation or test).
+        pin_memory: the DataLoaders' `pin_memory` (page-locked batches, for faster copies to a GPU).
+        persistent_workers: keep the `num_workers` worker processes between epochs (with num_workers > 0).
+        train_val_test_split: lightning-hydra-template's MNISTDataModule option, refused with its equivalent here:
+            the official test file is kept whole, and `val_split` holds out a fraction of the training file.
     """
 
     name: ClassVar[str]  # folder under data_dir, as in torchvision: <data_dir>/<name>/raw/
@@ -67,8 +74,15 @@ class ImageDataModule(L.LightningDataModule):
         steps_per_execution: int = 1,
         eval_batch_size: int = 1024,
         unscaled_test_images: bool = False,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        train_val_test_split: list[int] | None = None,
     ) -> None:
         super().__init__()
+        if train_val_test_split is not None:
+            raise ConfigError(split_equivalent(train_val_test_split))
         # Messages in this module's older wording, which tests/data/test_data.py and tests/cli/test_reliability.py
         # pin down
         if not isinstance(batch_size, int) or batch_size <= 0:
@@ -83,13 +97,15 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
         if not isinstance(eval_batch_size, int) or eval_batch_size <= 0:
             raise ConfigError(f"eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
-        self.save_hyperparameters(ignore=["data_dir"])
+        self.save_hyperparameters(ignore=["data_dir", "train_val_test_split"])
         self.hparams["data_dir"] = str(data_dir)  # a Path would make checkpoints unloadable with weights_only=True
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.val_split, self.split, self.seed = batch_size, val_split, split, seed
         self.download, self.normalize, self.num_workers = download, normalize, num_workers
         self.steps_per_execution, self.eval_batch_size = steps_per_execution, eval_batch_size
         self.unscaled_test_images = unscaled_test_images
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.train_set = self.val_set = self.test_set = None
         self.mean, self.std = 0.0, 1.0
 
@@ -101,7 +117,8 @@ class ImageDataModule(L.LightningDataModule):
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch of the training split (after `setup("fit")`): its `batch_size` mini-batches,
         whatever `steps_per_execution` groups them into."""
-        return math.ceil(len(self.train_set) / self.batch_size)
+        n = len(self.train_set)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     @property
     def search_dirs(self) -> list[Path]:
@@ -170,19 +187,46 @@ class ImageDataModule(L.LightningDataModule):
         # Its own generator: starting an epoch then draws no base seed from the global RNG, which draws the dropout
         # masks, so a run resumed at an epoch boundary takes the same masks as one that never stopped.
         generator = torch.Generator().manual_seed(self.seed)
-        collate = {} if self.steps_per_execution == 1 else {"collate_fn": MiniBatches(self.batch_size)}
-        sampler = EpochShuffler(len(self.train_set), self.seed)
+        sampler = EpochShuffler(len(self.train_set), self.seed) if self.shuffle else None
         batch = self.batch_size * self.steps_per_execution
-        return self._loader(self.train_set, batch, sampler=sampler, generator=generator, **collate)
+        options = {"sampler": sampler, "generator": generator, "drop_last": self.drop_last}
+        if self.steps_per_execution > 1:
+            # MiniBatches drops a short last mini-batch; the loader drops a last list only when it holds nothing else
+            options["collate_fn"] = MiniBatches(self.batch_size, self.drop_last)
+            last = self._rank_share(len(self.train_set)) % batch
+            options["drop_last"] = self.drop_last and 0 < last < self.batch_size
+        return self._loader(self.train_set, batch, **options)
+
+    def _rank_share(self, n: int) -> int:
+        """Samples of `n` that one process gets under DDP (Lightning's DistributedSampler pads to equal shares)."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        return math.ceil(n / world_size)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, self.eval_batch_size) if len(self.val_set) else []
+        return self._eval_loader(self.val_set, "val") if len(self.val_set) else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
+        return self._eval_loader(self.test_set, "test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
+        return self._eval_loader(self.test_set, "predict")
+
+    def _eval_loader(self, dataset: InMemoryImages, stage: str) -> DataLoader:
+        """The loader of `eval_batch_size` batches, or a refusal naming it when the Trainer's fractional
+        `limit_<stage>_batches` would leave less than one of them per process (Lightning names only the limit)."""
+        limit = getattr(self.trainer, f"limit_{stage}_batches", None)
+        if isinstance(limit, float) and 0 < limit < 1:
+            share = self._rank_share(len(dataset))
+            batches = math.ceil(share / self.eval_batch_size)
+            if int(limit * batches) == 0:
+                largest = share // math.ceil(1 / limit)  # the batch size that gives 1 / limit batches
+                smaller = f"eval_batch_size {largest} or smaller, or " if largest else ""
+                raise ConfigError(
+                    f"limit_{stage}_batches={limit} of the {batches} {stage} batches that each process gets with "
+                    f"eval_batch_size={self.eval_batch_size} is less than one batch. Fix: {smaller}"
+                    f"limit_{stage}_batches {math.ceil(1000 / batches) / 1000} or more."
+                )
+        return self._loader(dataset, self.eval_batch_size)
 
     def _loader(self, dataset: InMemoryImages, batch_size: int, **kwargs) -> DataLoader:
         # A standard DataLoader (so Lightning can swap in a DistributedSampler); never drop_last on val/test.
@@ -190,7 +234,8 @@ class ImageDataModule(L.LightningDataModule):
             dataset,
             **{"batch_size": batch_size, "collate_fn": keep_batch, **kwargs},
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
     def _load(self, first: int) -> tuple[Tensor, Tensor]:
@@ -280,6 +325,22 @@ class K49DataModule(ImageDataModule):
         ("k49-train-labels.npz", "44a8e1b893f81e63ff38d73cad420f7a"),
         ("k49-test-imgs.npz", "d352e201d846ce6b94f42c990966f374"),
         ("k49-test-labels.npz", "4da6f7a62e67a832d5eb1bd85c5ee448"),
+    )
+
+
+def split_equivalent(train_val_test_split: list[int]) -> str:
+    """The refusal of lightning-hydra-template's `train_val_test_split`, with the `val_split` that does its job.
+
+    >>> split_equivalent([55_000, 5_000, 10_000]).split("Fix: ")[1]
+    'remove it and set val_split: 0.08333 (5,000 of the 60,000 training images).'
+    """
+    train, val, *_ = [*train_val_test_split, 0, 0]
+    fraction = f"{val / (train + val):.4g}" if train + val > 0 else "0.2"
+    return (
+        f"train_val_test_split={train_val_test_split!r} is lightning-hydra-template's MNISTDataModule option; here "
+        "the official test file is kept whole and val_split holds out the last fraction of the training file, as "
+        f"Keras' validation_split. Fix: remove it and set val_split: {fraction} "
+        f"({val:,} of the {train + val:,} training images)."
     )
 
 

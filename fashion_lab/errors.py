@@ -15,6 +15,15 @@ class ConfigError(ValueError):
     """An argument is out of range or not a known name; the message names the argument, the value and the fix."""
 
 
+class ClassCountError(ConfigError):
+    """The model's `num_classes` differs from its data's or its checkpoint's. The message is in a Python/YAML user's
+    words; the CLI, where the data sets the model's number, words it its own way from the numbers kept here."""
+
+    def __init__(self, message: str, model: int, other: int, source: str) -> None:
+        super().__init__(message)
+        self.model, self.other, self.source = model, other, source  # source: "data" or "checkpoint"
+
+
 class DataError(RuntimeError):
     """A data file is missing, corrupt or inconsistent. The message names the file and the fix."""
 

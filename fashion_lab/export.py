@@ -14,8 +14,7 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
-import sys
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from fashion_lab.checkpoints import read_checkpoint, training_scaling
-from fashion_lab.errors import ConfigError, DataError, choose
+from fashion_lab.cli.user_errors import exit_on_user_error
+from fashion_lab.errors import ConfigError, choose
 from fashion_lab.model import MLPClassifier
 from fashion_lab.picture_files import ImageFilesDataModule
 from fashion_lab.sources import atomic_write
@@ -62,7 +62,15 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
     scaling = training_scaling(checkpoint)
     wrapped = Probabilities(model.net, **scaling).eval()
     dest = Path(output) if output else ckpt.with_suffix(SUFFIXES[format])
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=dest.parent).close()  # can a file be made there? before the seconds of export
+    except OSError as e:  # named as the user wrote it, not as the temporary file beside it
+        raise ConfigError(
+            f"cannot write {'--output ' + output if output else dest}: no file can be made in {dest.parent} "
+            f"({e.strerror}). Fix: pass --output with a path in a folder that you can write to (default: beside the "
+            "checkpoint)."
+        ) from e
     example = torch.zeros(2, 28, 28, dtype=torch.uint8)  # 2, not 1: torch.export specialises a batch of 1
     batch = {"image": {0: torch.export.Dim("batch")}}
     with atomic_write(dest) as tmp, torch.no_grad():
@@ -117,11 +125,9 @@ def main(args: list[str] | None = None) -> None:
 
     try:
         dest = auto_cli(export, args=args, as_positional=False, prog="python -m fashion_lab.export")
-    except (ConfigError, DataError, OSError) as e:
-        if os.environ.get("FASHION_LAB_DEBUG"):
-            raise
-        print(f"error: {e}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
-        sys.exit(1)
+    except Exception as e:
+        exit_on_user_error(e)
+        raise
     print(f"Wrote {dest} and {dest}.json")
 
 

@@ -9,17 +9,19 @@ trainer.fit(MLPClassifier(lr_schedule="cosine_decay"), FashionMNISTDataModule())
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
-from torchmetrics import MeanMetric, MetricCollection
+from lightning.pytorch.trainer.states import TrainerFn
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from fashion_lab.checkpoints import range_of_old_checkpoint, unknown_input_range
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ClassCountError, check
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
@@ -45,7 +47,8 @@ class MLPClassifier(StepsPerExecution):
     The network's options (hidden, activation, dropout, ...) are `DenseStack`'s, documented there and passed on.
 
     Args:
-        num_classes: classes C of the output layer (the CLI links it from the data).
+        num_classes: classes C of the output layer: the data module's `num_classes` (the CLI links it from the data;
+            a model attached to data with another number stops before its first step, naming both).
         class_names: names for figures and per-class metrics; default: the datamodule's `classes`, else "0".."C-1".
         loss: the Keras loss, by name (see `fashion_lab.keras.losses`); the seed's is sparse cross-entropy.
         label_smoothing: Keras' label smoothing of the one-hot target, t = (1 - s)·onehot + s / C.
@@ -113,6 +116,9 @@ class MLPClassifier(StepsPerExecution):
             raise TypeError(f"MLPClassifier() got unexpected keyword arguments {unknown}")
         for name, p in NETWORK_OPTIONS.items():  # in place (jsonargparse reads `network`'s one use below)
             network.setdefault(name, p.default)  # so that the hparams, and checkpoints, hold every option
+        # Hydra passes YAML lists as OmegaConf ListConfig, which torch.load(weights_only=True) refuses in a checkpoint
+        class_names, boundaries, values = plain(class_names), plain(boundaries), plain(values)
+        network.update({name: plain(value) for name, value in network.items()})
         self.save_hyperparameters()  # flat: the network's options beside the model's, as the CLI and YAML name them
         # by keyword: LightningCLI reads the network's options (types, defaults, help) from this call
         self.net = DenseStack(num_classes, in_features=28 * 28, **network)
@@ -136,6 +142,10 @@ class MLPClassifier(StepsPerExecution):
         self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
         self.val_metrics = self._stage_metrics(num_classes, per_class=False)
         self.test_metrics = self._stage_metrics(num_classes, per_class=True)
+        # lightning-hydra-template's `val/acc_best`: in the state dict, so that a resumed fit remembers its best
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
+        self.register_load_state_dict_pre_hook(_no_best_yet)  # older state dicts lack it
 
     def _options_of(self, function: Callable) -> dict[str, Any]:
         """The hparams that `function` takes, by keyword."""
@@ -154,7 +164,9 @@ class MLPClassifier(StepsPerExecution):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        self.data_classes = getattr(self.trainer.datamodule, "classes", None)
+        data = self.trainer.datamodule
+        self.data_classes = getattr(data, "classes", None)
+        self._check_classes(data)
 
     @property
     def class_names(self) -> list[str]:
@@ -165,6 +177,23 @@ class MLPClassifier(StepsPerExecution):
         if names is not None and len(names) == self.hparams.num_classes:
             return list(names)
         return [str(i) for i in range(self.hparams.num_classes)]
+
+    def _check_classes(self, data: object) -> None:
+        """Before the first step: refuse a data module with another number of classes (its labels would reach past
+        the output layer: an IndexError deep in the loss)."""
+        theirs = getattr(data, "num_classes", None)
+        if theirs is None and getattr(data, "classes", None) is not None:
+            theirs = len(data.classes)
+        ours = self.hparams.num_classes
+        if isinstance(theirs, int) and theirs != ours:
+            raise ClassCountError(
+                f"the model has num_classes={ours}, but the data module {type(data).__name__} has {theirs} classes. "
+                f"Fix: make the model with num_classes={theirs}: MLPClassifier(num_classes=dm.num_classes) in "
+                f"Python, `num_classes: {theirs}` in the model's YAML config.",
+                model=ours,
+                other=theirs,
+                source="data",
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, 28, 28) or (B, 28, 28) images → (B, C) logits."""
@@ -219,10 +248,10 @@ class MLPClassifier(StepsPerExecution):
         if self.train_sums is not None:
             # summed over DDP ranks (a no-op on one device), so every rank logs the whole epoch's means
             loss, reg_loss, correct, n = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
-            self.log("train/loss", loss / n, prog_bar=True)
-            self.log("train/acc", correct / n, prog_bar=True)
+            self._log_reduced("train/loss", loss / n, prog_bar=True)
+            self._log_reduced("train/acc", correct / n, prog_bar=True)
             if self.net.weight_regularizers or self.net.activity_regularizer:
-                self.log("train/reg_loss", reg_loss / n)
+                self._log_reduced("train/reg_loss", reg_loss / n)
             self.train_sums = None
         self.step_epoch_schedulers()
 
@@ -258,15 +287,27 @@ class MLPClassifier(StepsPerExecution):
         # torchmetrics reduces over DDP ranks in compute(), so every rank logs the same numbers
         loss, metrics = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metrics")
         if loss.update_count:
-            self.log(f"{stage}/loss", loss.compute())
+            self._log_reduced(f"{stage}/loss", loss.compute())
         for name, value in metrics.compute().items() if loss.update_count else ():
-            if value.dim():  # per-class accuracy: one scalar per class name ("/" would nest the tag)
+            if value.dim():  # per-class accuracy: one scalar per class name
                 for class_name, v in zip(self.class_names, value, strict=True):
-                    self.log(f"{stage}/class_acc/{class_name.replace('/', '_')}", v)
+                    self._log_reduced(f"{stage}/class_acc/{tag(class_name)}", v)
             else:
-                self.log(f"{stage}/{name}", value, prog_bar=name == "acc")
+                self._log_reduced(f"{stage}/{name}", value, prog_bar=name == "acc")
+            if stage == "val" and name == "acc" and self._fitting():
+                self.val_acc_best.update(value)
+                self._log_reduced("val/acc_best", self.val_acc_best.compute())
         loss.reset()
         metrics.reset()
+
+    def _fitting(self) -> bool:
+        """In `fit`, past the sanity check: its validation of the untrained weights is no best accuracy."""
+        return self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+
+    def _log_reduced(self, name: str, value: Tensor, prog_bar: bool = False) -> None:
+        """Log a value that every DDP rank already holds (reduced by torchmetrics or `strategy.reduce`). Syncing it
+        with max returns it unchanged, and Lightning then does not recommend `sync_dist=True` for each metric."""
+        self.log(name, value, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint trained for another number of classes, with the fix; give an older checkpoint the
@@ -276,11 +317,13 @@ class MLPClassifier(StepsPerExecution):
             checkpoint.setdefault("state_dict", {}).update(range_of_old_checkpoint(checkpoint))
         saved = checkpoint.get("hyper_parameters", {}).get("num_classes", self.hparams.num_classes)
         if saved != self.hparams.num_classes:
-            raise ConfigError(
-                f"the checkpoint was trained for {saved} classes, but this model (linked from the data) has "
-                f"{self.hparams.num_classes}. Fix: use the data module the checkpoint was trained on "
-                "(its run's config.yaml; for picture files, --data.classes with its data set's name), "
-                "or train a new model on this data."
+            raise ClassCountError(
+                f"the checkpoint was trained for {saved} classes, but this model has "
+                f"num_classes={self.hparams.num_classes}. Fix: load it as MLPClassifier.load_from_checkpoint(path), "
+                f"which takes num_classes={saved} from it, with data of {saved} classes; or train a new model.",
+                model=self.hparams.num_classes,
+                other=saved,
+                source="checkpoint",
             )
 
     def configure_optimizers(self) -> dict:
@@ -293,6 +336,34 @@ class MLPClassifier(StepsPerExecution):
             return {"optimizer": optimizer, "lr_scheduler": self.plateau_config(scheduler)}
         # Keras schedules count optimizer steps
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def plain(value: Any) -> Any:
+    """A list or dict of another class (OmegaConf's, from Hydra) as a plain list or dict; anything else as it is.
+
+    >>> from collections import UserList
+    >>> plain(UserList([64, 32])), plain((128,)), plain("relu")
+    ([64, 32], (128,), 'relu')
+    """
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (list, tuple, str, bytes)):
+        return [plain(v) for v in value]
+    return value
+
+
+def tag(class_name: str) -> str:
+    """A class name as one part of a metric's tag: "/" would nest it in TensorBoard, spaces end up in CSV columns.
+
+    >>> tag("Ankle boot"), tag("T-shirt/top"), tag("0 - zero"), tag("ゝ")
+    ('Ankle_boot', 'T-shirt_top', '0_-_zero', 'ゝ')
+    """
+    return re.sub(r"[\s/]+", "_", class_name)
+
+
+def _no_best_yet(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: a state dict older than `val_acc_best` loads with no best accuracy yet."""
+    state_dict.setdefault(prefix + "val_acc_best.max_value", torch.tensor(float("-inf")))
 
 
 def _signature() -> inspect.Signature:

@@ -54,6 +54,7 @@ def test_onnx_model_and_its_json(fashion_checkpoint: Path, images: torch.Tensor,
         (["--ckpt_path", "nope.ckpt"], 1, "error: checkpoint nope.ckpt does not exist. Fix: pass a .ckpt that fit"),
         (["--ckpt_path", "bad.ckpt"], 1, "error: checkpoint bad.ckpt is truncated or not a checkpoint ("),
         (["--ckpt_path", "x.ckpt", "--format", "tflite"], 2, "Expected a typing.Literal['onnx', 'torch_export']"),
+        (["--ckpt_path", "."], 1, "error: checkpoint . is a folder, not a checkpoint file. Fix: pass a .ckpt file"),
     ],
 )
 def test_mistakes_print_one_line(
@@ -64,3 +65,21 @@ def test_mistakes_print_one_line(
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == code and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output", ["/proc/nope.pt2", "blocker/model.pt2"])
+def test_an_unwritable_destination_is_named_as_given(
+    output: str, fashion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A folder where no file can be made, and a path under a file: named as the user wrote it, with the fix, before
+    the export runs (no temporary .part file in the message), and nothing written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file, where the output's folder would be\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ckpt_path", str(fashion_checkpoint), "--format", "torch_export", "--output", output])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.startswith(f"error: cannot write --output {output}: "), err
+    assert err.rstrip().endswith("Fix: pass --output with a path in a folder that you can write to (default: beside "
+                                 "the checkpoint).")  # fmt: skip
+    assert ".part" not in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]

@@ -34,11 +34,12 @@ class TensorBoardHParams(L.Callback):
 
     Each result column shows the last value of a scalar the run keeps anyway (HP_METRICS): the test's `test/*`,
     and three curves this callback logs at the end of every training epoch, step = epoch: `val/acc_best` (the best
-    `val/acc` so far, lightning-hydra-template's name), `run/epochs` and `run/seconds`. (Not again after a test:
-    that would be a second events file, and TensorBoard reads a run's files in name order, where a later one can come
-    first.) The session (the hyperparameters and the columns) is written once, when training starts,
-    as Lightning's `log_hyperparams` writes it but with each column pointing at its tag; a fit resumed into the run
-    it was saved from writes no second one. With another logger, or none, the callback does nothing.
+    `val/acc` so far, lightning-hydra-template's name; unless the module logs it, as MLPClassifier does),
+    `run/epochs` and `run/seconds`. (Not again after a test: that would be a second events file, and TensorBoard
+    reads a run's files in name order, where a later one can come first.) The session (the hyperparameters and the
+    columns) is written once, when training starts, as Lightning's `log_hyperparams` writes it but with each column
+    pointing at its tag; a fit resumed into the run it was saved from writes no second one. With another logger, or
+    none, the callback does nothing.
 
     Args:
         extra: more columns for the tab, e.g. a study's `{"trial.variant": "mse", "trial.seed": 3}`.
@@ -89,7 +90,9 @@ class TensorBoardHParams(L.Callback):
             self.best_val = float(value) if math.isnan(self.best_val) else max(self.best_val, float(value))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        best = {} if math.isnan(self.best_val) else {"val/acc_best": self.best_val}
+        # a module that logs `val/acc_best` itself (MLPClassifier does) has written the curve this column reads
+        logged = "val/acc_best" in trainer.callback_metrics or math.isnan(self.best_val)
+        best = {} if logged else {"val/acc_best": self.best_val}
         self._log(trainer, {**best, "run/epochs": trainer.current_epoch + 1})
 
     def _log_dir(self) -> str | None:

@@ -105,7 +105,10 @@ def test_a_resumed_fit_continues_its_runs_session(fashion, tmp_path: Path) -> No
     checkpoint = torch.load(last, weights_only=False)
     (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("TensorBoardHParams")]
     assert state["best_val_acc"] == pytest.approx(hparams_curve(run, "val/acc")[0])
-    state["best_val_acc"] = 0.999  # as if epoch 1 had been the best: the resumed run's best must still count it
+    # as if epoch 1 had been the best: the resumed run's best must still count it (the model logs `val/acc_best`
+    # from its MaxMetric; the callback keeps its own best for a module that does not)
+    state["best_val_acc"] = 0.999
+    checkpoint["state_dict"]["val_acc_best.max_value"] = torch.tensor(0.999)
     torch.save(checkpoint, last)
     start = time.perf_counter()
     trainer(3).fit(MLPClassifier(hidden=(32,)), datamodule=dm, ckpt_path=last)
@@ -176,3 +179,19 @@ def test_tensorboard_serves_the_hparams_tab(fitted: tuple[Path, L.Trainer, float
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+class NoBest(MLPClassifier):
+    """A module that does not log val/acc_best itself."""
+
+    def _fitting(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("module", [MLPClassifier, NoBest])
+def test_one_val_acc_best_curve_whoever_logs_it(fashion, tmp_path: Path, module: type) -> None:
+    logger = TensorBoardLogger(tmp_path, version=0, default_hp_metric=False)
+    trainer = L.Trainer(max_epochs=3, logger=logger, callbacks=[TensorBoardHParams()], enable_progress_bar=False)
+    trainer.fit(module(hidden=(32,)), datamodule=fashion(batch_size=64))
+    accs, best = hparams_curve(Path(logger.log_dir), "val/acc"), hparams_curve(Path(logger.log_dir), "val/acc_best")
+    assert best == pytest.approx([max(accs[: i + 1]) for i in range(3)])  # one value an epoch, not two

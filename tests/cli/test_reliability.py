@@ -121,6 +121,17 @@ def good_checkpoint_copy(tmp: Path, good: Path) -> None:
     shutil.copy(good, tmp / "good.ckpt")
 
 
+def checkpoint_in_a_folder(tmp: Path, good: Path) -> None:
+    mnist(tmp)
+    (tmp / "runs").mkdir()
+    shutil.copy(good, tmp / "runs" / "good.ckpt")
+
+
+def empty_config(tmp: Path) -> None:
+    mnist(tmp)
+    (tmp / "empty.yaml").write_text("")
+
+
 def data_dir_is_a_file(tmp: Path) -> None:
     mnist(tmp)
     (tmp / "afile").write_text("not a folder\n")
@@ -152,10 +163,13 @@ class Case:
     code: int = 1  # ours: 1; jsonargparse's parser errors: 2
     needs_good_checkpoint: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    # the FASHION_LAB_DEBUG hint under the line: only where the message does not name the value and the fix itself
+    hint: bool = False
 
 
 K49_FIT = ["fit", *K49, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
 CKPT_FIX = "Fix: pass a .ckpt that fit wrote"
+HINT = "(set FASHION_LAB_DEBUG=1 to see the traceback)"
 PARSER_FIX = "tip: For details of accepted options run"  # jsonargparse's usage + error, exit 2
 LIGHTNING_REFUSED = "Lightning refused the configuration: "
 LIGHTNING_FIX = "Fix: change the option it names (`fashion-lab fit --help` lists every option)."
@@ -248,8 +262,39 @@ CASES = [
         [*FIT, "--trainer.logger.init_args.save_dir", "blocker/logs"],
         ("Not a directory:", "blocker/logs. Fix: choose a folder"),
         log_dir_under_a_file,
+        hint=True,  # the traceback shows which step tried to make the folder
     ),
     Case("ckpt_missing_fit", [*FIT, "--ckpt_path", "nope.ckpt"], ("checkpoint nope.ckpt does not exist", CKPT_FIX)),
+    Case(
+        "ckpt_is_a_folder",
+        ["test", *SYNTHETIC, *QUIET, "--ckpt_path", "runs"],
+        (
+            "checkpoint runs is a folder, not a checkpoint file. Fix: pass a .ckpt file inside it "
+            "(in it: runs/good.ckpt), or --ckpt_path last",
+        ),
+        checkpoint_in_a_folder,
+        needs_good_checkpoint=True,
+    ),
+    Case(
+        "config_empty",
+        [*FIT, "--config", "empty.yaml"],
+        ("--config empty.yaml holds no settings (it is empty, or comments only). Fix: put settings in it",),
+        empty_config,
+    ),
+    *[
+        Case(
+            f"trainer_{name}_{value}",
+            [*FIT, f"--trainer.{name}", value],
+            (f"trainer.{name}={value} is out of range; allowed: {allowed}",),
+        )
+        for name, value, allowed in [
+            ("log_every_n_steps", "-1", "an integer >= 0 (0: no per-step logging)."),
+            ("min_epochs", "-2", "an integer >= 0, or null."),
+            ("check_val_every_n_epoch", "0", "an integer >= 1, or null"),
+            ("accumulate_grad_batches", "0", "an integer >= 1."),
+            ("num_sanity_val_steps", "-3", "an integer >= 0, or -1 (the whole validation set)."),
+        ]
+    ],
     Case(
         "ckpt_missing_test",
         ["test", *SYNTHETIC, *QUIET, "--ckpt_path", "nope.ckpt"],
@@ -409,7 +454,8 @@ def test_bad_input(case: Case, outcomes: dict) -> None:
     if case.code == 2:
         assert PARSER_FIX in result.stderr  # jsonargparse names the option and how to list what is accepted
     else:
-        assert message.rstrip().endswith("(set FASHION_LAB_DEBUG=1 to see the traceback)")
+        assert message.rstrip().endswith(HINT) == case.hint, message
+        assert len(message.rstrip().splitlines()) == 1 + case.hint, message
     # nothing half-written: the inputs are untouched, no temporary file, no checkpoint of a failed run
     after = snapshot(folder)
     assert {k: v for k, v in after.items() if k in before} == before

@@ -46,3 +46,17 @@ def png_bomb(width: int, height: int, rows: int | None = None) -> bytes:
     idat = b"".join(stream.compress(bytes(width + 1)) for _ in range(rows or height)) + stream.flush()  # filter+row
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def blank_pictures(folder: Path) -> list[Path]:
+    """Pictures in which nothing stands out from the background: all black, all white, fully transparent, 1×1."""
+    folder.mkdir()
+    pictures = {
+        "black.png": Image.new("RGB", (60, 40), (0, 0, 0)),
+        "white.jpg": Image.new("RGB", (60, 40), (255, 255, 255)),
+        "transparent.png": Image.new("RGBA", (60, 40), (200, 30, 30, 0)),
+        "dot.png": Image.new("L", (1, 1), 128),
+    }
+    for name, picture in pictures.items():
+        picture.save(folder / name)
+    return [folder / name for name in pictures]

@@ -4,7 +4,9 @@ predictions.png, and bad pictures that never lose the good ones."""
 from __future__ import annotations
 
 import csv
+import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from fashion_lab.data import CLASSES
 from fashion_lab.picture_files import expand
 from fashion_lab.synthetic import make_images
 from tests.helpers.commands import QUIET
-from tests.helpers.photos import png_bomb, write_photos
+from tests.helpers.photos import blank_pictures, png_bomb, write_photos
 from tests.helpers.trainer import make_trainer
 
 FASHION = list(FashionMNISTDataModule.classes)
@@ -245,7 +247,24 @@ BAD_CASES = {
         {"bomb.png": "8000×8000 = 64,000,000 pixels, over the limit of 50,000,000 (a possible decompression bomb"},
     ),
     "glob_matches_nothing": lambda d: ([d / "*.heic"], {"*.heic": "the pattern matches no file"}),
+    # files that are no pictures on disk: reading a FIFO would wait for a writer, a device would never end
+    "fifo": lambda d: ([fifo(d / "pipe.png")], {"pipe.png": f"{NOT_REGULAR} a FIFO (named pipe). {PICTURE_FIX}"}),
+    "socket": lambda d: ([unix_socket(d / "sock.png")], {"sock.png": f"{NOT_REGULAR} a socket. {PICTURE_FIX}"}),
+    "device": lambda d: (["/dev/zero"], {"/dev/zero": f"{NOT_REGULAR} a character device. {PICTURE_FIX}"}),
 }
+NOT_REGULAR = "not a regular file but"
+PICTURE_FIX = "Fix: give a picture file (PNG, JPEG, WebP, BMP, GIF)"
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def unix_socket(path: Path) -> Path:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # the socket file stays after the socket closes
+    return path
 
 
 @pytest.mark.slow
@@ -284,3 +303,20 @@ def test_nothing_readable_fails_without_output(
     code, out, err = run(predict(fashion_checkpoint, write(workdir / "empty.png", b""), workdir / "*.heic"), capsys)
     assert code == 1 and "Wrote" not in out
     assert err.count("skipped ") == 2 and "error: no picture to predict: none of" in err
+
+
+def test_no_object_gets_no_class(
+    fashion_checkpoint: Path, photos: list[Path], workdir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    blanks = blank_pictures(workdir / "blank")
+    code, out, err = run(predict(fashion_checkpoint, photos[0], *blanks), capsys)
+    assert code == 0, err
+    rows = written_csv(out)
+    assert rows[0]["pred_name"] in FASHION and float(rows[0]["prob"]) > 0
+    for row, picture in zip(rows[1:], blanks, strict=True):
+        assert row["path"] == str(picture) and row["pred_name"] == "no object found"
+        assert [row[k] for k in ("pred", "prob", "pred2", "pred2_name", "prob2", "pred3", "pred3_name", "prob3")] == [
+            ""
+        ] * 8
+    for line, picture in zip(out.splitlines()[2:6], blanks, strict=True):  # the table: the header, the photo, these
+        assert picture.name in line and line.endswith("  no object found"), out

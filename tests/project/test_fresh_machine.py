@@ -42,7 +42,7 @@ def test_the_two_commands_install_the_same_way() -> None:
     fit, tests = readme_command("fit-command"), readme_command("test-command")
     venv = "python3 -m venv .venv && . .venv/bin/activate && pip install -e "
     assert fit == f"bash scripts/system-packages.sh && {venv}. && python -m fashion_lab.cli fit"
-    assert tests == f'bash scripts/system-packages.sh --tests && {venv}".[dev,onnx]" && python -m pytest'
+    assert tests == f'bash scripts/system-packages.sh --tests && {venv}".[dev,studies,app,onnx]" && python -m pytest'
     assert ". .venv/bin/activate" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert ";" not in fit + tests  # a failed step stops the line instead of running on without the data set
 

@@ -13,7 +13,7 @@ from tests.helpers.paths import REPO
 
 PUBLIC = {
     "AtomicCheckpointIO", "ConfigError", "DataError", "DenseStack", "FashionMNISTDataModule", "FiniteGuard",
-    "HiddenUnitsImage", "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasSummary",
+    "HiddenUnitsImage", "ImageDataModule", "ImageFilesDataModule", "K49DataModule", "KerasProgressBar", "KerasSummary",
     "KerasTensorBoardLogger", "KMNISTDataModule", "MLPClassifier", "MNISTDataModule", "NonFiniteLossError", "RNGState",
     "RunLogger", "TensorBoardFigures", "TensorBoardHParams", "WeightHistograms", "keras_summary",
 }  # fmt: skip
@@ -62,6 +62,7 @@ def test_one_callback_per_module_all_exported_by_the_package() -> None:
         "fashion_lab.callbacks.finite_guard": ["FiniteGuard"],
         "fashion_lab.callbacks.hidden_units": ["HiddenUnitsImage"],
         "fashion_lab.callbacks.histograms": ["WeightHistograms"],
+        "fashion_lab.callbacks.progress": ["KerasProgressBar"],
         "fashion_lab.callbacks.hparams": ["TensorBoardHParams"],
         "fashion_lab.callbacks.rng_state": ["RNGState"],
     }
