@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
+import sys
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelSummary
@@ -71,14 +73,15 @@ def readable_size(n_bytes: float) -> str:
     return f"{n_bytes:.2f} GB"
 
 
-def keras_summary(model: nn.Module) -> str:
-    """The Keras table of the DenseStack in `model` (the model itself, or e.g. an MLPClassifier holding one)."""
+def keras_summary(model: nn.Module, line_length: int = LINE) -> str:
+    """The Keras table of the DenseStack in `model` (the model itself, or e.g. an MLPClassifier holding one),
+    `line_length` characters wide (Keras' 88 for a Sequential; its rich table shrinks to a narrower terminal)."""
     net = find_net(model)
     if net is None:
         raise ValueError(f"{type(model).__name__} holds no DenseStack; keras_summary describes DenseStack networks")
     widths, start = [], 0
     for pos in POSITIONS:
-        widths.append(int(pos * LINE) - start)
+        widths.append(int(pos * line_length) - start)
         start += widths[-1]
 
     def row(name: str, shape: str, params: str) -> str:
@@ -88,17 +91,18 @@ def keras_summary(model: nn.Module) -> str:
         count = sum(p.numel() for p in params)
         return f"{count:,} ({readable_size(sum(p.numel() * p.element_size() for p in params))})"
 
-    lines = ['Model: "sequential"', "_" * LINE, row("Layer (type)", "Output Shape", "Param #"), "=" * LINE]
+    lines = ['Model: "sequential"', "_" * line_length, row("Layer (type)", "Output Shape", "Param #")]
+    lines.append("=" * line_length)
     for i, (name, kind, shape, params) in enumerate(keras_layers(net)):
-        lines += ["_" * LINE] if i else []
+        lines += ["_" * line_length] if i else []
         lines.append(row(f"{name} ({kind})", f"({', '.join(map(str, shape))})", f"{params:,}"))
     weights = list(net.parameters())
     lines += [
-        "=" * LINE,
+        "=" * line_length,
         f" Total params: {size(weights)}",
         f" Trainable params: {size([p for p in weights if p.requires_grad])}",
         f" Non-trainable params: {size([p for p in weights if not p.requires_grad])}",
-        "_" * LINE,
+        "_" * line_length,
     ]
     return "\n".join(lines)
 
@@ -119,4 +123,6 @@ class KerasSummary(ModelSummary):
         if find_net(pl_module) is None:
             return super().on_fit_start(trainer, pl_module)
         if trainer.is_global_zero:
-            log.info("%s", keras_summary(pl_module))
+            # as Keras' table in a terminal narrower than its 88 columns: no line wraps
+            columns = shutil.get_terminal_size((LINE, 24)).columns if sys.stdout.isatty() else LINE
+            log.info("%s", keras_summary(pl_module, min(LINE, columns)))

@@ -119,3 +119,11 @@ def test_cli_enable_model_summary_false_hides_it(tmp_path: Path) -> None:
     out = done.stdout + done.stderr
     assert "Model:" not in out and "Total params" not in out and "Params" not in out
     assert [c for c in CHATTER if c in out] == []
+
+
+def test_a_narrow_terminal_gets_a_narrower_table() -> None:
+    """Keras' table shrinks to the terminal: at 80 columns no line is longer, and the counts stay right-aligned."""
+    lines = keras_summary(MLPClassifier(), line_length=80).splitlines()
+    assert max(map(len, lines)) == 80
+    dense = next(line for line in lines if line.startswith(" dense (Dense)"))
+    assert len(dense) == 79 and dense.endswith("100,480")
