@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,16 +22,10 @@ from fashion_lab.fast_path import Batch, StepsPerExecution
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
-from fashion_lab.keras.optim import OptimizerName, ScheduleName, check_schedule, make_optimizer, make_schedule
+from fashion_lab.keras.optim import check_optimizer, check_schedule, make_optimizer, make_schedule
 from fashion_lab.keras.schedules import ReduceLROnPlateau
+from fashion_lab.options import OPTIMIZER_OPTIONS, OPTIONS, SCHEDULE_OPTIONS, split_options
 from fashion_lab.sources import DataError
-
-# DenseStack's options, which the model takes by name (num_classes is the model's own; the input is 28×28 pixels)
-NETWORK_OPTIONS = {
-    name: p
-    for name, p in inspect.signature(DenseStack).parameters.items()
-    if name not in ("num_classes", "in_features")
-}
 
 
 class MLPClassifier(StepsPerExecution):
@@ -42,7 +35,8 @@ class MLPClassifier(StepsPerExecution):
     A standard automatic-optimization LightningModule for `(x, y)` batches. When the data module hands over lists
     of K mini-batches (Keras' `steps_per_execution=K`, the CLI's default), it takes the K optimizer steps itself
     (`fashion_lab.fast_path`): the same updates, with the framework's per-step cost paid once per list.
-    The network's options (hidden, activation, dropout, ...) are `DenseStack`'s, documented there and passed on.
+    The optimizer's options (optimizer, lr, ...), the schedule's (lr_schedule, ...) and the network's (hidden,
+    activation, dropout, ...) are taken by name and documented where they are declared (`fashion_lab.options`).
 
     Args:
         num_classes: classes C of the output layer (the CLI links it from the data).
@@ -51,30 +45,6 @@ class MLPClassifier(StepsPerExecution):
         label_smoothing: Keras' label smoothing of the one-hot target, t = (1 - s)·onehot + s / C.
         focal_gamma: the focal loss' focusing exponent γ.
         one_hot_targets: False reproduces the seed's mse/mae pitfall (integer labels against probabilities).
-        optimizer: adam, adamw, sgd or rmsprop, with Keras' update rules and defaults (`fashion_lab.keras.optim`).
-        lr: learning rate (the schedules' starting value); None = Keras' default (1e-3, sgd 1e-2).
-        weight_decay: Keras' decoupled weight decay, w -= w·wd·lr each update, in any optimizer; None = Keras'
-            default (adamw 0.004, others none). Unlike `kernel_regularizer="l2"` it is not part of the loss.
-        momentum: sgd's and rmsprop's momentum (Keras' default 0).
-        nesterov: sgd with Nesterov momentum.
-        clipnorm: Keras' clipnorm: clip each weight's gradient to this L2 norm.
-        clipvalue: Keras' clipvalue: clip every gradient value to [-clipvalue, clipvalue].
-        global_clipnorm: Keras' global_clipnorm: clip all gradients together to this L2 norm.
-        gradient_accumulation_steps: Keras' option: update every N steps with the mean of N steps' gradients.
-        lr_schedule: the learning rate over the run, by Keras name: constant, cosine_decay (with optional warm-up),
-            exponential_decay, piecewise_constant_decay, one_cycle (torch's OneCycleLR, peak = lr) or
-            reduce_on_plateau (Keras' callback, monitoring val/loss each epoch).
-        decay_steps: optimizer steps of cosine/exponential decay; None = all steps of the run (after the warm-up).
-        decay_rate: exponential_decay's factor per `decay_steps`.
-        staircase: exponential_decay in whole steps of `decay_steps`.
-        alpha: cosine_decay's final learning rate as a fraction of the peak.
-        warmup_steps: cosine_decay: steps of linear warm-up from lr to `warmup_target`; one_cycle: steps of its rise.
-        warmup_target: cosine_decay's peak after warm-up; None = no warm-up.
-        boundaries: piecewise_constant_decay's step boundaries.
-        values: piecewise_constant_decay's learning rates, one more than `boundaries` (values[0] replaces lr).
-        plateau_factor: reduce_on_plateau: multiply lr by this when val/loss stops improving.
-        plateau_patience: reduce_on_plateau: epochs without improvement before a reduction.
-        min_lr: reduce_on_plateau: the learning rate's lower bound.
     """
 
     def __init__(
@@ -85,42 +55,21 @@ class MLPClassifier(StepsPerExecution):
         label_smoothing: float = 0.0,
         focal_gamma: float = 2.0,
         one_hot_targets: bool = True,
-        optimizer: OptimizerName = "adam",
-        lr: float | None = None,
-        weight_decay: float | None = None,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-        clipnorm: float | None = None,
-        clipvalue: float | None = None,
-        global_clipnorm: float | None = None,
-        gradient_accumulation_steps: int | None = None,
-        lr_schedule: ScheduleName = "constant",
-        decay_steps: int | None = None,
-        decay_rate: float = 0.1,
-        staircase: bool = False,
-        alpha: float = 0.0,
-        warmup_steps: int = 0,
-        warmup_target: float | None = None,
-        boundaries: list[int] | None = None,
-        values: list[float] | None = None,
-        plateau_factor: float = 0.1,
-        plateau_patience: int = 10,
-        min_lr: float = 0.0,
-        **network: Any,
+        **options: Any,
     ) -> None:
         super().__init__()
-        if unknown := sorted(set(network) - set(NETWORK_OPTIONS)):
-            raise TypeError(f"MLPClassifier() got unexpected keyword arguments {unknown}")
-        for name, p in NETWORK_OPTIONS.items():  # in place (jsonargparse reads `network`'s one use below)
-            network.setdefault(name, p.default)  # so that the hparams, and checkpoints, hold every option
-        self.save_hyperparameters()  # flat: the network's options beside the model's, as the CLI and YAML name them
-        # by keyword: LightningCLI reads the network's options (types, defaults, help) from this call
+        # by keyword: LightningCLI reads the options (types, defaults, help) from this one call
+        optimizer, schedule, network = split_options(**options)
+        # in place, so that the hparams (and checkpoints) hold every option, flat, as the CLI and YAML name them
+        options.clear()
+        options.update(optimizer | schedule | network)
+        self.save_hyperparameters()
         self.net = DenseStack(num_classes, in_features=28 * 28, **network)
         self.loss_fn = Loss(loss, label_smoothing, focal_gamma, one_hot_targets)
         check([("class_names", class_names, class_names is None or len(class_names) == num_classes,
                 f"one name per class ({num_classes})")])  # fmt: skip
-        check_schedule(**self._options_of(check_schedule))
-        make_optimizer([torch.zeros(1, requires_grad=True)], **self._options_of(make_optimizer))  # checks them now
+        check_schedule(**schedule)
+        check_optimizer(**optimizer)  # without building one: the model has no weights to optimize yet
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         # The training inputs' range, saved in the state dict, so that a test or prediction on inputs scaled
         # otherwise (the tutorial's evaluate(x_test) on 0..255) warns, also from a direct model(x). NaN = unknown.
@@ -136,9 +85,9 @@ class MLPClassifier(StepsPerExecution):
         self.val_metrics = self._stage_metrics(num_classes, per_class=False)
         self.test_metrics = self._stage_metrics(num_classes, per_class=True)
 
-    def _options_of(self, function: Callable) -> dict[str, Any]:
-        """The hparams that `function` takes, by keyword."""
-        return {name: self.hparams[name] for name in inspect.signature(function).parameters if name in self.hparams}
+    def _options(self, group: dict[str, inspect.Parameter]) -> dict[str, Any]:
+        """The hparams of one group of `fashion_lab.options`, by keyword."""
+        return {name: self.hparams[name] for name in group}
 
     @staticmethod
     def _stage_metrics(num_classes: int, per_class: bool) -> MetricCollection:
@@ -279,9 +228,8 @@ class MLPClassifier(StepsPerExecution):
             )
 
     def configure_optimizers(self) -> dict:
-        optimizer = make_optimizer(self.parameters(), **self._options_of(make_optimizer))
-        options = self._options_of(check_schedule)
-        scheduler = make_schedule(optimizer, self.total_optimizer_steps, **options)
+        optimizer = make_optimizer(self.parameters(), **self._options(OPTIMIZER_OPTIONS))
+        scheduler = make_schedule(optimizer, self.total_optimizer_steps, **self._options(SCHEDULE_OPTIONS))
         if scheduler is None:
             return {"optimizer": optimizer}
         if isinstance(scheduler, ReduceLROnPlateau):
@@ -312,13 +260,13 @@ def _unknown_input_range(module: nn.Module, state_dict: dict, prefix: str, *args
 
 
 def _signature() -> inspect.Signature:
-    """The model's own options, then the network's (keyword-only): what `inspect.signature(MLPClassifier)` shows.
+    """The model's own options, then the optimizer's, the schedule's and the network's (keyword-only): what
+    `inspect.signature(MLPClassifier)` shows.
 
-    LightningCLI does not need it: jsonargparse follows `**network` into the `DenseStack(...)` call by itself.
+    LightningCLI does not need it: jsonargparse follows `**options` into the `split_options(...)` call by itself.
     """
-    own = list(inspect.signature(MLPClassifier.__init__).parameters.values())[1:-1]  # without self and **network
-    network = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in NETWORK_OPTIONS.values()]
-    return inspect.Signature([*own, *network])
+    own = list(inspect.signature(MLPClassifier.__init__, eval_str=True).parameters.values())[1:-1]
+    return inspect.Signature([*own, *OPTIONS.values()])  # without self and **options
 
 
 MLPClassifier.__signature__ = _signature()
