@@ -23,7 +23,7 @@ from fashion_lab.cli import CheckpointError, read_checkpoint
 from fashion_lab.cli.checkpoints import CKPT_FIX, resolve_ckpt_path
 from fashion_lab.cli.user_errors import exit_on_user_error
 from fashion_lab.data import ImageFiles, keep_batch, training_scaling
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ConfigError, check, positive_integer
 from fashion_lab.model import MLPClassifier
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, prepare, read_grey
 
@@ -155,8 +155,8 @@ def serve(
     check(
         [
             ("port", port, isinstance(port, int) and 0 < port < 65536, "1..65535"),
-            ("top_k", top_k, isinstance(top_k, int) and top_k >= 1, "an integer >= 1"),
-            ("max_pixels", max_pixels, isinstance(max_pixels, int) and max_pixels > 0, "a positive integer"),
+            positive_integer("top_k", top_k),
+            positive_integer("max_pixels", max_pixels),
         ]
     )
     model, scaling, path = load(ckpt_path)

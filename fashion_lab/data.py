@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 
 from fashion_lab.datasets import EpochShuffler, InMemoryImages, MiniBatches, keep_batch, mean_std
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ConfigError, check, choose, non_negative_integer, positive_integer
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, describe, prepare, read_grey
 from fashion_lab.sources import DataError, candidates, download, find, read_idx, read_npz
 
@@ -73,19 +73,16 @@ class ImageDataModule(L.LightningDataModule):
         unscaled_test_images: bool = False,
     ) -> None:
         super().__init__()
-        # Messages in this module's older wording, which tests/test_data.py and tests/test_reliability.py pin down
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if not 0.0 <= val_split < 1.0:
-            raise ConfigError(f"val_split must be in [0, 1) (a fraction; 0 = no validation set), got {val_split!r}.")
-        if split not in ("keras", "random"):
-            raise ConfigError(f"split must be one of 'keras', 'random', got {split!r}.")
-        if num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {num_workers!r}.")
-        if not isinstance(steps_per_execution, int) or steps_per_execution <= 0:
-            raise ConfigError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
-        if not isinstance(eval_batch_size, int) or eval_batch_size <= 0:
-            raise ConfigError(f"eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
+        check(
+            [
+                positive_integer("batch_size", batch_size),
+                ("val_split", val_split, 0.0 <= val_split < 1.0, "a fraction, 0 <= val_split < 1 (0: none)"),
+                non_negative_integer("num_workers", num_workers),
+                positive_integer("steps_per_execution", steps_per_execution),
+                positive_integer("eval_batch_size", eval_batch_size),
+            ]
+        )
+        choose(dict.fromkeys(("keras", "random")), split, "split")
         self.save_hyperparameters(ignore=["data_dir"])
         self.hparams["data_dir"] = str(data_dir)  # a Path would make checkpoints unloadable with weights_only=True
         self.data_dir = Path(data_dir).expanduser()
@@ -331,19 +328,17 @@ class ImageFilesDataModule(L.LightningDataModule):
         batch_size: int = 1024,
     ) -> None:
         super().__init__()
-        if isinstance(classes, str) and classes not in CLASSES:
-            raise ConfigError(f"classes={classes!r} is not a known data set; allowed: {', '.join(CLASSES)}, or a list.")
-        if not isinstance(classes, str) and len(classes) < 2:
-            raise ConfigError(f"classes={classes!r} must name at least 2 classes.")
+        known = classes in CLASSES if isinstance(classes, str) else len(classes) >= 2
         check(
             [
-                ("invert", invert, invert in ("auto", "always", "never"), "'auto', 'always', 'never'"),
+                ("classes", classes, known, f"a data set's name ({', '.join(CLASSES)}) or a list of 2 or more names"),
                 ("threshold", threshold, 0.0 <= threshold < 1.0, "0 <= threshold < 1"),
                 ("margin", margin, isinstance(margin, int) and 0 <= margin <= 13, "an integer 0..13"),
-                ("max_pixels", max_pixels, isinstance(max_pixels, int) and max_pixels > 0, "a positive integer"),
-                ("batch_size", batch_size, isinstance(batch_size, int) and batch_size > 0, "a positive integer"),
+                positive_integer("max_pixels", max_pixels),
+                positive_integer("batch_size", batch_size),
             ]
         )
+        choose(dict.fromkeys(("auto", "always", "never")), invert, "invert")
         self.save_hyperparameters()
         self.paths = [paths] if isinstance(paths, str) else list(paths)
         self.classes = CLASSES[classes] if isinstance(classes, str) else tuple(classes)

@@ -14,18 +14,17 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from fashion_lab.cli.user_errors import exit_on_user_error
 from fashion_lab.data import ImageFilesDataModule, training_scaling
 from fashion_lab.errors import ConfigError, choose
 from fashion_lab.model import MLPClassifier
-from fashion_lab.sources import DataError, atomic_write
+from fashion_lab.sources import atomic_write
 
 Format = Literal["onnx", "torch_export"]
 SUFFIXES = {"onnx": ".onnx", "torch_export": ".pt2"}
@@ -129,11 +128,9 @@ def main(args: list[str] | None = None) -> None:
 
     try:
         dest = auto_cli(export, args=args, as_positional=False, prog="python -m fashion_lab.export")
-    except (ConfigError, DataError, OSError) as e:
-        if os.environ.get("FASHION_LAB_DEBUG"):
-            raise
-        print(f"error: {e}\n(set FASHION_LAB_DEBUG=1 to see the traceback)", file=sys.stderr)
-        sys.exit(1)
+    except Exception as e:
+        exit_on_user_error(e)
+        raise
     print(f"Wrote {dest} and {dest}.json")
 
 

@@ -196,7 +196,7 @@ def test_a_taken_port_is_one_line(fashion_checkpoint: Path, capsys: pytest.Captu
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--top_k", "0"], "top_k=0 is out of range; allowed: an integer >= 1."),
+        (["--top_k", "0"], "top_k=0 is out of range; allowed: a positive integer."),
         (["--port", "70000"], "port=70000 is out of range; allowed: 1..65535."),
         (["--max_pixels", "0"], "max_pixels=0 is out of range; allowed: a positive integer."),
     ],

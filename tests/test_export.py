@@ -3,6 +3,7 @@ checkpoint's probabilities, the JSON beside them, and one-line errors."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import fashion_lab.export
 from fashion_lab import MLPClassifier
+from fashion_lab.cli.user_errors import DEBUG_HINT
 from fashion_lab.data import training_scaling
 from fashion_lab.export import main
 from fashion_lab.synthetic import make_images
@@ -73,3 +76,31 @@ def test_mistakes_print_one_line(
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == code and message in capsys.readouterr().err
+
+
+def test_a_folder_that_cannot_be_made_is_the_clis_one_line(
+    fashion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """export exits as every command does (`exit_on_user_error`): an OSError naming a path is the user's to fix."""
+    monkeypatch.delenv("FASHION_LAB_DEBUG", raising=False)
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ckpt_path", str(fashion_checkpoint), "--output", str(tmp_path / "afile" / "m.onnx")])
+    assert exit_info.value.code == 1
+    line, hint = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: File exists: {tmp_path / 'afile'}. Fix: choose a folder"), line
+    assert hint == DEBUG_HINT
+
+
+def test_an_oserror_naming_no_file_keeps_its_traceback(
+    fashion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a filename an OSError is not a mistake in the command line: a bug, reported with its traceback."""
+    monkeypatch.delenv("FASHION_LAB_DEBUG", raising=False)
+
+    def failing_write(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fashion_lab.export, "atomic_write", failing_write)
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["--ckpt_path", str(fashion_checkpoint), "--format", "torch_export", "--output", str(tmp_path / "m.pt2")])

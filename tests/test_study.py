@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fashion_lab import MLPClassifier
 from fashion_lab.cli import make_cli
+from fashion_lab.cli.user_errors import DEBUG_HINT
 from fashion_lab.studies.command import join, main
 from fashion_lab.studies.experiments import SEARCH_MAX_TIME, SEARCH_START
 from fashion_lab.studies.recorder import TrialRecorder
@@ -326,19 +327,23 @@ def test_bad_input_is_one_error_line(
     if "COPY" in argv:  # the reference study's storage (its fixture runs three studies: only when needed)
         argv[argv.index("COPY")] = storage_copy(request.getfixturevalue("reference"), tmp_path)
     argv = [f"sqlite:///{garbage}" if a == "GARBAGE" else a for a in argv]
-    with pytest.raises(SystemExit) as exit_info:  # argparse exits; main returns the others' status
-        sys.exit(main(argv))
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage errors exit 2, the others as every command's
+        main(argv)
     assert exit_info.value.code == status
     stderr = capsys.readouterr().err.strip().splitlines()
-    assert len(stderr) == 1 and stderr[0].startswith("error: ") and expected in stderr[0], stderr
+    assert stderr[0].startswith("error: ") and expected in stderr[0], stderr
+    assert stderr[1:] == ([] if status == 2 else [DEBUG_HINT]), stderr
     assert "secret" not in stderr[0]  # a password never reaches the terminal
 
 
 def test_storage_under_a_file_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A SQLite file whose folder would have to be made where a file stands: was a FileExistsError traceback."""
     (tmp_path / "afile").write_text("not a folder")
-    assert main(["loss", "--storage", f"sqlite:///{tmp_path}/afile/x.db"]) == 1
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["loss", "--storage", f"sqlite:///{tmp_path}/afile/x.db"])
+    assert exit_info.value.code == 1
+    line, hint = capsys.readouterr().err.strip().splitlines()
+    assert hint == DEBUG_HINT
     assert line.startswith("error: cannot open --storage sqlite:///") and f"File exists: {tmp_path}/afile" in line
     assert "Fix: choose a path whose folders you can create, with no file standing in it." in line, line
     assert (tmp_path / "afile").read_text() == "not a folder"
@@ -346,8 +351,11 @@ def test_storage_under_a_file_is_one_error_line(tmp_path: Path, capsys: pytest.C
 
 def test_a_bad_fit_argument_is_one_line_and_leaves_no_study(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    assert main(["dropout", "--storage", url, "--model.optimizer", "nadam", "--data.download", "false"]) == 1
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dropout", "--storage", url, "--model.optimizer", "nadam", "--data.download", "false"])
+    assert exit_info.value.code == 1
+    line, hint = capsys.readouterr().err.strip().splitlines()
+    assert hint == DEBUG_HINT
     assert line.startswith("error: variant 'dropout 0.2 (seed)': ") and "nadam" in line, line
     assert optuna.get_all_study_names(open_storage(url)) == []
 
