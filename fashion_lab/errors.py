@@ -65,7 +65,3 @@ def non_negative_integer(argument: str, value: Any) -> tuple[str, Any, bool, str
     """The `check()` entry for an argument that must be an integer >= 0."""
     return argument, value, isinstance(value, int) and value >= 0, "an integer >= 0"
 
-
-def positive_or_none(argument: str, value: float | None) -> tuple[str, Any, bool, str]:
-    """The `check()` entry for an option that is a positive number, or None for off."""
-    return argument, value, value is None or value > 0, "a positive number, or None (off)"
