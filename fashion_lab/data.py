@@ -1,5 +1,5 @@
-"""LightningDataModules for Fashion-MNIST, Kuzushiji-49, MNIST and KMNIST, held in memory as uint8 tensors, and
-ImageFilesDataModule: a user's own pictures, prepared to look like the data set, for `predict`.
+"""LightningDataModules for Fashion-MNIST, Kuzushiji-49, MNIST and KMNIST, held in memory as uint8 tensors (a user's
+own picture files, for `predict`, are `fashion_lab.picture_files`).
 
 from fashion_lab import FashionMNISTDataModule
 dm = FashionMNISTDataModule(batch_size=32)   # the seed: x / 255, validation_split=0.2
@@ -9,23 +9,19 @@ x, y = next(iter(dm.train_dataloader()))     # float32 (32, 1, 28, 28) in [0, 1]
 
 from __future__ import annotations
 
-import glob
 import math
-import sys
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision import datasets
 
 from fashion_lab.datasets import EpochShuffler, InMemoryImages, MiniBatches, keep_batch, mean_std
-from fashion_lab.errors import ConfigError, check, choose, non_negative_integer, positive_integer
-from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, describe, prepare, read_grey
-from fashion_lab.sources import DataError, candidates, download, find, read_idx, read_npz
+from fashion_lab.errors import ConfigError, DataError, check, choose, non_negative_integer, positive_integer
+from fashion_lab.sources import candidates, download, find, read_idx, read_npz
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -48,6 +44,13 @@ class ImageDataModule(L.LightningDataModule):
         unscaled_test_images: test and predict on the raw 0..255 pixels instead of x / 255 (and `normalize`), as the
             tutorial's `evaluate(x_test)` did by mistake (configs/tutorial_as_printed.yaml); training and validation
             stay scaled. Off by default: never use it except to reproduce that slip.
+        shuffle: shuffle the training split each epoch (as Bolts' VisionDataModule); validation and test never are.
+        drop_last: drop the last training mini-batch of an epoch when it is smaller than `batch_size` (never on
+            validation or test).
+        pin_memory: the DataLoaders' `pin_memory` (page-locked batches, for faster copies to a GPU).
+        persistent_workers: keep the `num_workers` worker processes between epochs (with num_workers > 0).
+        train_val_test_split: lightning-hydra-template's MNISTDataModule option, refused with its equivalent here:
+            the official test file is kept whole, and `val_split` holds out a fraction of the training file.
     """
 
     name: ClassVar[str]  # folder under data_dir, as in torchvision: <data_dir>/<name>/raw/
@@ -71,8 +74,15 @@ class ImageDataModule(L.LightningDataModule):
         steps_per_execution: int = 1,
         eval_batch_size: int = 1024,
         unscaled_test_images: bool = False,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        train_val_test_split: list[int] | None = None,
     ) -> None:
         super().__init__()
+        if train_val_test_split is not None:
+            raise ConfigError(split_equivalent(train_val_test_split))
         check(
             [
                 positive_integer("batch_size", batch_size),
@@ -83,13 +93,15 @@ class ImageDataModule(L.LightningDataModule):
             ]
         )
         choose(dict.fromkeys(("keras", "random")), split, "split")
-        self.save_hyperparameters(ignore=["data_dir"])
+        self.save_hyperparameters(ignore=["data_dir", "train_val_test_split"])
         self.hparams["data_dir"] = str(data_dir)  # a Path would make checkpoints unloadable with weights_only=True
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.val_split, self.split, self.seed = batch_size, val_split, split, seed
         self.download, self.normalize, self.num_workers = download, normalize, num_workers
         self.steps_per_execution, self.eval_batch_size = steps_per_execution, eval_batch_size
         self.unscaled_test_images = unscaled_test_images
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.train_set = self.val_set = self.test_set = None
         self.mean, self.std = 0.0, 1.0
 
@@ -101,7 +113,8 @@ class ImageDataModule(L.LightningDataModule):
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch of the training split (after `setup("fit")`): its `batch_size` mini-batches,
         whatever `steps_per_execution` groups them into."""
-        return math.ceil(len(self.train_set) / self.batch_size)
+        n = len(self.train_set)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     @property
     def search_dirs(self) -> list[Path]:
@@ -170,19 +183,46 @@ class ImageDataModule(L.LightningDataModule):
         # Its own generator: starting an epoch then draws no base seed from the global RNG, which draws the dropout
         # masks, so a run resumed at an epoch boundary takes the same masks as one that never stopped.
         generator = torch.Generator().manual_seed(self.seed)
-        collate = {} if self.steps_per_execution == 1 else {"collate_fn": MiniBatches(self.batch_size)}
-        sampler = EpochShuffler(len(self.train_set), self.seed)
+        sampler = EpochShuffler(len(self.train_set), self.seed) if self.shuffle else None
         batch = self.batch_size * self.steps_per_execution
-        return self._loader(self.train_set, batch, sampler=sampler, generator=generator, **collate)
+        options = {"sampler": sampler, "generator": generator, "drop_last": self.drop_last}
+        if self.steps_per_execution > 1:
+            # MiniBatches drops a short last mini-batch; the loader drops a last list only when it holds nothing else
+            options["collate_fn"] = MiniBatches(self.batch_size, self.drop_last)
+            last = self._rank_share(len(self.train_set)) % batch
+            options["drop_last"] = self.drop_last and 0 < last < self.batch_size
+        return self._loader(self.train_set, batch, **options)
+
+    def _rank_share(self, n: int) -> int:
+        """Samples of `n` that one process gets under DDP (Lightning's DistributedSampler pads to equal shares)."""
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        return math.ceil(n / world_size)
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, self.eval_batch_size) if len(self.val_set) else []
+        return self._eval_loader(self.val_set, "val") if len(self.val_set) else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
+        return self._eval_loader(self.test_set, "test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
+        return self._eval_loader(self.test_set, "predict")
+
+    def _eval_loader(self, dataset: InMemoryImages, stage: str) -> DataLoader:
+        """The loader of `eval_batch_size` batches, or a refusal naming it when the Trainer's fractional
+        `limit_<stage>_batches` would leave less than one of them per process (Lightning names only the limit)."""
+        limit = getattr(self.trainer, f"limit_{stage}_batches", None)
+        if isinstance(limit, float) and 0 < limit < 1:
+            share = self._rank_share(len(dataset))
+            batches = math.ceil(share / self.eval_batch_size)
+            if int(limit * batches) == 0:
+                largest = share // math.ceil(1 / limit)  # the batch size that gives 1 / limit batches
+                smaller = f"eval_batch_size {largest} or smaller, or " if largest else ""
+                raise ConfigError(
+                    f"limit_{stage}_batches={limit} of the {batches} {stage} batches that each process gets with "
+                    f"eval_batch_size={self.eval_batch_size} is less than one batch. Fix: {smaller}"
+                    f"limit_{stage}_batches {math.ceil(1000 / batches) / 1000} or more."
+                )
+        return self._loader(dataset, self.eval_batch_size)
 
     def _loader(self, dataset: InMemoryImages, batch_size: int, **kwargs) -> DataLoader:
         # A standard DataLoader (so Lightning can swap in a DistributedSampler); never drop_last on val/test.
@@ -190,7 +230,8 @@ class ImageDataModule(L.LightningDataModule):
             dataset,
             **{"batch_size": batch_size, "collate_fn": keep_batch, **kwargs},
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
         )
 
     def _load(self, first: int) -> tuple[Tensor, Tensor]:
@@ -283,177 +324,30 @@ class K49DataModule(ImageDataModule):
     )
 
 
+def split_equivalent(train_val_test_split: list[int]) -> str:
+    """The refusal of lightning-hydra-template's `train_val_test_split`, with the `val_split` that does its job.
+
+    >>> split_equivalent([55_000, 5_000, 10_000]).split("Fix: ")[1]
+    'remove it and set val_split: 0.08333 (5,000 of the 60,000 training images).'
+    """
+    train, val, *_ = [*train_val_test_split, 0, 0]
+    fraction = f"{val / (train + val):.4g}" if train + val > 0 else "0.2"
+    return (
+        f"train_val_test_split={train_val_test_split!r} is lightning-hydra-template's MNISTDataModule option; here "
+        "the official test file is kept whole and val_split holds out the last fraction of the training file, as "
+        f"Keras' validation_split. Fix: remove it and set val_split: {fraction} "
+        f"({val:,} of the {train + val:,} training images)."
+    )
+
+
 DataSetName = Literal["FashionMNIST", "MNIST", "KMNIST", "K49"]
 CLASSES = {dm.name: dm.classes for dm in (FashionMNISTDataModule, MNISTDataModule, KMNISTDataModule, K49DataModule)}
 
 
-class ImageFiles(InMemoryImages):
-    """Pictures prepared as uint8 (N, 28, 28), the files they came from, and the inputs that could not be read."""
+def __getattr__(name: str) -> type:
+    """`fashion_lab.data.ImageFilesDataModule`, the class path of configs written before it moved to picture_files."""
+    if name in ("ImageFiles", "ImageFilesDataModule"):
+        from fashion_lab import picture_files
 
-    def __init__(self, images: Tensor, paths: list[str], failures: list[tuple[str, str]]) -> None:
-        super().__init__(images, None)
-        self.paths, self.failures = paths, failures
-
-
-class ImageFilesDataModule(L.LightningDataModule):
-    """Your own pictures for `predict`: files, folders and globs, each made to look like a Fashion-MNIST image.
-
-    python -m fashion_lab.cli predict --ckpt_path last.ckpt --data ImageFilesDataModule --data.paths "photos/*.jpg"
-
-    Every picture gets the same preprocessing (`fashion_lab.pictures.prepare`): grey, inverted if its background is
-    light, the background level subtracted, cropped to the object, padded to a square, resized to 28×28, 8 bits;
-    then scaled as the checkpoint's training data was (x / 255, and its mean and std if it used `normalize`).
-    A file that cannot be read is named on stderr with the reason and skipped; the others are still predicted.
-
-    Args:
-        paths: picture files, folders (the files directly inside; hidden files skipped) and globs ("shoes/**/*.png").
-        classes: the checkpoint's class names: its data set's name (FashionMNIST, MNIST, KMNIST, K49) or a list.
-        invert: "auto" inverts a picture whose border is light (a photo of a dark object on paper); always; never.
-        crop: crop to the object: the pixels brighter than `threshold` after inversion and background subtraction.
-        threshold: grey level in [0, 1) that separates the object from the background for `crop`.
-        margin: black pixels left on each side of the 28×28 frame (Fashion-MNIST: 0, objects fill it; MNIST: 4).
-        max_pixels: larger pictures are refused unread, as possible decompression bombs (default 50 megapixels).
-        batch_size: pictures per predict batch.
-    """
-
-    def __init__(
-        self,
-        paths: str | list[str],
-        classes: DataSetName | list[str] = "FashionMNIST",
-        invert: InvertMode = "auto",
-        crop: bool = True,
-        threshold: float = 0.15,
-        margin: int = 0,
-        max_pixels: int = MAX_PIXELS,
-        batch_size: int = 1024,
-    ) -> None:
-        super().__init__()
-        known = classes in CLASSES if isinstance(classes, str) else len(classes) >= 2
-        check(
-            [
-                ("classes", classes, known, f"a data set's name ({', '.join(CLASSES)}) or a list of 2 or more names"),
-                ("threshold", threshold, 0.0 <= threshold < 1.0, "0 <= threshold < 1"),
-                ("margin", margin, isinstance(margin, int) and 0 <= margin <= 13, "an integer 0..13"),
-                positive_integer("max_pixels", max_pixels),
-                positive_integer("batch_size", batch_size),
-            ]
-        )
-        choose(dict.fromkeys(("auto", "always", "never")), invert, "invert")
-        self.save_hyperparameters()
-        self.paths = [paths] if isinstance(paths, str) else list(paths)
-        self.classes = CLASSES[classes] if isinstance(classes, str) else tuple(classes)
-        self.invert, self.crop, self.threshold, self.margin = invert, crop, threshold, margin
-        self.max_pixels, self.batch_size = max_pixels, batch_size
-        self.mean, self.std = 0.0, 1.0
-        self.scaling_given = False  # load_state_dict was called: the checkpoint's statistics are not read
-        self.predict_set: ImageFiles | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def steps(self) -> list[str]:
-        """The preprocessing in words (the exported model's JSON lists them)."""
-        return describe(self.invert, self.crop, self.threshold, self.margin, self.max_pixels)
-
-    def setup(self, stage: str) -> None:
-        """Read and prepare every picture once; name each input that fails, and fail only if none can be read."""
-        if stage != "predict":
-            raise ConfigError(
-                f"ImageFilesDataModule holds pictures without labels, for predict only (got {stage}). "
-                "Fix: fit, validate and test on a data set such as FashionMNISTDataModule."
-            )
-        if self.predict_set is not None:
-            return
-        files, failures = expand(self.paths)
-        images, kept = [], []
-        for path in files:
-            try:
-                grey = read_grey(path, self.max_pixels)
-            except PictureError as e:
-                failures.append((str(path), str(e)))
-                continue
-            images.append(prepare(grey, self.invert, self.crop, self.threshold, self.margin))
-            kept.append(str(path))
-        if self.trainer is None or self.trainer.is_global_zero:
-            for path, reason in failures:
-                print(f"skipped {path}: {reason}", file=sys.stderr)
-        if not images:
-            raise DataError(
-                f"no picture to predict: none of {', '.join(self.paths) or 'the paths'} could be read "
-                "(the reasons are above). Fix: give image files, folders of them, or globs that match them."
-            )
-        self.predict_set = ImageFiles(torch.from_numpy(np.stack(images)), kept, failures)
-
-    def predict_dataloader(self) -> DataLoader:
-        # The checkpoint is restored after `setup`, so its training statistics are read here, when the loop starts.
-        ckpt_path = getattr(self.trainer, "ckpt_path", None)
-        if not self.scaling_given and ckpt_path:
-            self._check_checkpoint(torch.load(ckpt_path, map_location="cpu", weights_only=True))
-        self.predict_set.mean, self.predict_set.std = self.mean, self.std
-        return DataLoader(self.predict_set, batch_size=self.batch_size, collate_fn=keep_batch)
-
-    def state_dict(self) -> dict[str, float]:
-        """The pixel mean and std the pictures are scaled with: `load_state_dict(train_dm.state_dict())` in a script."""
-        return {"mean": self.mean, "std": self.std}
-
-    def load_state_dict(self, state_dict: dict[str, float]) -> None:
-        self.mean, self.std, self.scaling_given = state_dict["mean"], state_dict["std"], True
-
-    def _check_checkpoint(self, checkpoint: dict) -> None:
-        """Take the training data's statistics; refuse a checkpoint whose class names are not `classes`."""
-        saved = checkpoint.get("hyper_parameters", {}).get("class_names")
-        if saved is not None and tuple(saved) != self.classes:
-            name = next((n for n, c in CLASSES.items() if c == tuple(saved)), None)
-            fix = f"--data.classes {name}" if name else f"--data.classes with its {len(saved)} class names"
-            raise ConfigError(
-                f"the checkpoint was trained on the classes {_brief(saved)}, but the pictures are being named "
-                f"with {_brief(self.classes)}. Fix: {fix}."
-            )
-        self.mean, self.std = training_scaling(checkpoint).values()
-
-
-def _brief(names: tuple[str, ...] | list[str]) -> str:
-    return f"({', '.join(names[:3])}, ... {len(names)} in all)"
-
-
-def training_scaling(checkpoint: dict) -> dict[str, float]:
-    """The pixel mean and std of the data a checkpoint was trained on: Lightning saves a data module's `state_dict`
-    under its class name, so look for every ImageDataModule subclass' name."""
-    names, todo = set(), [ImageDataModule]
-    while todo:
-        cls = todo.pop()
-        names.add(cls.__qualname__)
-        todo += cls.__subclasses__()
-    state = next((value for key, value in checkpoint.items() if key in names), None)
-    if state is not None:
-        return {"mean": float(state["mean"]), "std": float(state["std"])}
-    if checkpoint.get("datamodule_hyper_parameters", {}).get("normalize"):
-        raise DataError(
-            "the checkpoint was trained with normalize=True but does not hold the training data's mean and std "
-            "(it predates them). Fix: train it again with this version, or run `test` once with it and --ckpt_path."
-        )
-    return {"mean": 0.0, "std": 1.0}
-
-
-def expand(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The files that `paths` name, in order and each once: files as given, a folder's files (sorted, not hidden),
-    a glob's matching files (sorted; `**` recurses); and (input, reason) for each input that names no file."""
-    files, failures = {}, []
-    for given in paths:
-        path = Path(given).expanduser()
-        if any(ch in given for ch in "*?["):
-            found = [Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file()]
-            if not found:
-                failures.append((given, "the pattern matches no file"))
-        elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            if not found:
-                failures.append((given, "the folder has no files"))
-        else:
-            found = [path] if path.exists() else []
-            if not found:
-                failures.append((given, "no such file or folder"))
-        files.update(dict.fromkeys(found))
-    return list(files), failures
+        return getattr(picture_files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

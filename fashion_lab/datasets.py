@@ -55,14 +55,18 @@ def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
 
 
 class MiniBatches:
-    """`collate_fn` cutting one fetched batch into `batch_size` mini-batches: Keras' `steps_per_execution`."""
+    """`collate_fn` cutting one fetched batch into `batch_size` mini-batches: Keras' `steps_per_execution`;
+    `drop_last` leaves out a last mini-batch smaller than `batch_size`."""
 
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
+    def __init__(self, batch_size: int, drop_last: bool = False) -> None:
+        self.batch_size, self.drop_last = batch_size, drop_last
 
     def __call__(self, batch: tuple[Tensor, Tensor]) -> list[tuple[Tensor, Tensor]]:
         x, y = batch
-        return list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+        mini_batches = list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+        if self.drop_last and len(mini_batches[-1][1]) < self.batch_size:
+            mini_batches.pop()
+        return mini_batches
 
 
 class EpochShuffler(Sampler[int]):

@@ -18,6 +18,19 @@ class ConfigError(ValueError):
     """An argument is out of range or not a known name; the message names the argument, the value and the fix."""
 
 
+class ClassCountError(ConfigError):
+    """The model's `num_classes` differs from its data's or its checkpoint's. The message is in a Python/YAML user's
+    words; the CLI, where the data sets the model's number, words it its own way from the numbers kept here."""
+
+    def __init__(self, message: str, model: int, other: int, source: str) -> None:
+        super().__init__(message)
+        self.model, self.other, self.source = model, other, source  # source: "data" or "checkpoint"
+
+
+class DataError(RuntimeError):
+    """A data file is missing, corrupt or inconsistent. The message names the file and the fix."""
+
+
 class NonFiniteLossError(ValueError):
     """The training loss or the weights became NaN or infinite (learning rate too high, or a bad input)."""
 
@@ -64,4 +77,3 @@ def positive_integer(argument: str, value: Any) -> tuple[str, Any, bool, str]:
 def non_negative_integer(argument: str, value: Any) -> tuple[str, Any, bool, str]:
     """The `check()` entry for an argument that must be an integer >= 0."""
     return argument, value, isinstance(value, int) and value >= 0, "an integer >= 0"
-

@@ -14,16 +14,18 @@ import hashlib
 import importlib.util
 import io
 import json
+import tempfile
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from fashion_lab.checkpoints import read_checkpoint, training_scaling
 from fashion_lab.cli.user_errors import exit_on_user_error
-from fashion_lab.data import ImageFilesDataModule, training_scaling
 from fashion_lab.errors import ConfigError, choose
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFilesDataModule
 from fashion_lab.sources import atomic_write
 
 Format = Literal["onnx", "torch_export"]
@@ -55,12 +57,20 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
     if format == "onnx" and importlib.util.find_spec("onnxscript") is None:
         raise ConfigError("--format onnx needs the onnx extra. Fix: pip install -e '.[onnx]' (onnx, onnxscript).")
     ckpt = Path(ckpt_path)
-    checkpoint = _load(ckpt)
+    checkpoint = read_checkpoint(ckpt)
     model = MLPClassifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
     scaling = training_scaling(checkpoint)
     wrapped = Probabilities(model.net, **scaling).eval()
     dest = Path(output) if output else ckpt.with_suffix(SUFFIXES[format])
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=dest.parent).close()  # can a file be made there? before the seconds of export
+    except OSError as e:  # named as the user wrote it, not as the temporary file beside it
+        raise ConfigError(
+            f"cannot write {'--output ' + output if output else dest}: no file can be made in {dest.parent} "
+            f"({e.strerror}). Fix: pass --output with a path in a folder that you can write to (default: beside the "
+            "checkpoint)."
+        ) from e
     example = torch.zeros(2, 28, 28, dtype=torch.uint8)  # 2, not 1: torch.export specialises a batch of 1
     batch = {"image": {0: torch.export.Dim("batch")}}
     with atomic_write(dest) as tmp, torch.no_grad():
@@ -77,19 +87,6 @@ def export(ckpt_path: str, format: Format = "onnx", output: str | None = None) -
     with atomic_write(Path(f"{dest}.json")) as tmp:
         tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return dest
-
-
-CKPT_FIX = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
-
-
-def _load(ckpt: Path) -> dict:
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {ckpt} does not exist. {CKPT_FIX}")
-    try:
-        return torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails on a bad file with errors of many types, none naming the file
-        reason = f"{type(e).__name__}: {e}"
-        raise ConfigError(f"checkpoint {ckpt} is truncated or not a checkpoint ({reason}). {CKPT_FIX}") from e
 
 
 def describe(dest: Path, format: Format, classes: list[str], scaling: dict, checkpoint: dict, ckpt: Path) -> dict:
@@ -112,7 +109,7 @@ def describe(dest: Path, format: Format, classes: list[str], scaling: dict, chec
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["N", len(classes)]},
         "classes": classes,
         "scaling": {"inside_the_model": "x = (image / 255 - mean) / std", **scaling},
-        "preprocessing": ImageFilesDataModule(paths=[], classes=classes).steps,
+        "preprocessing": ImageFilesDataModule(paths=[], classes=classes).preprocessing,
         "training_config": source,
         "training_config_sha256": hashlib.sha256(hashed).hexdigest(),
         "checkpoint": str(ckpt),

@@ -9,23 +9,26 @@ trainer.fit(MLPClassifier(lr_schedule="cosine_decay"), FashionMNISTDataModule())
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from fashion_lab.errors import ConfigError, check
-from fashion_lab.fast_path import Batch, StepsPerExecution
+from fashion_lab.checkpoints import range_of_old_checkpoint, unknown_input_range
+from fashion_lab.errors import ClassCountError, check
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
 from fashion_lab.keras.optim import check_optimizer, check_schedule, make_optimizer, make_schedule
 from fashion_lab.keras.schedules import ReduceLROnPlateau
 from fashion_lab.options import OPTIMIZER_OPTIONS, OPTIONS, SCHEDULE_OPTIONS, split_options
-from fashion_lab.sources import DataError
+from fashion_lab.steps_per_execution import Batch, StepsPerExecution
 
 
 class MLPClassifier(StepsPerExecution):
@@ -34,12 +37,13 @@ class MLPClassifier(StepsPerExecution):
 
     A standard automatic-optimization LightningModule for `(x, y)` batches. When the data module hands over lists
     of K mini-batches (Keras' `steps_per_execution=K`, the CLI's default), it takes the K optimizer steps itself
-    (`fashion_lab.fast_path`): the same updates, with the framework's per-step cost paid once per list.
+    (`fashion_lab.steps_per_execution`): the same updates, with the framework's per-step cost paid once per list.
     The optimizer's options (optimizer, lr, ...), the schedule's (lr_schedule, ...) and the network's (hidden,
     activation, dropout, ...) are taken by name and documented where they are declared (`fashion_lab.options`).
 
     Args:
-        num_classes: classes C of the output layer (the CLI links it from the data).
+        num_classes: classes C of the output layer: the data module's `num_classes` (the CLI links it from the data;
+            a model attached to data with another number stops before its first step, naming both).
         class_names: names for figures and per-class metrics; default: the datamodule's `classes`, else "0".."C-1".
         loss: the Keras loss, by name (see `fashion_lab.keras.losses`); the seed's is sparse cross-entropy.
         label_smoothing: Keras' label smoothing of the one-hot target, t = (1 - s)·onehot + s / C.
@@ -59,7 +63,10 @@ class MLPClassifier(StepsPerExecution):
     ) -> None:
         super().__init__()
         # by keyword: LightningCLI reads the options (types, defaults, help) from this one call
-        optimizer, schedule, network = split_options(**options)
+        groups = split_options(**options)
+        # Hydra passes YAML lists as OmegaConf ListConfig, which torch.load(weights_only=True) refuses in a checkpoint
+        class_names = plain(class_names)
+        optimizer, schedule, network = ({name: plain(value) for name, value in g.items()} for g in groups)
         # in place, so that the hparams (and checkpoints) hold every option, flat, as the CLI and YAML name them
         options.clear()
         options.update(optimizer | schedule | network)
@@ -75,15 +82,20 @@ class MLPClassifier(StepsPerExecution):
         # otherwise (the tutorial's evaluate(x_test) on 0..255) warns, also from a direct model(x). NaN = unknown.
         self.register_buffer("input_low", torch.tensor(float("nan")))
         self.register_buffer("input_high", torch.tensor(float("nan")))
-        self.register_load_state_dict_pre_hook(_unknown_input_range)  # older state dicts lack the two buffers
+        self.register_load_state_dict_pre_hook(unknown_input_range)  # older state dicts lack the two buffers
         self.learn_input_range = self.input_range_warned = False
-        # Training statistics are sums kept on the device, logged once per epoch: a `self.log` per step costs ~0.6 ms
-        # in Lightning and a torchmetrics update ~0.1 ms, more than this network's whole step. Written by hand only
-        # for that cost: Σ loss·n, Σ penalty·n, Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
+        self.data_classes: tuple[str, ...] | None = None  # the attached datamodule's, read in `setup`
+        # Training statistics are sums kept on the device, logged once per epoch, by hand because a per-step
+        # `self.log` or torchmetrics update costs more than this network's whole step: Σ loss·n, Σ penalty·n,
+        # Σ correct (Keras' "accuracy" is micro accuracy), Σ n.
         self.train_sums: Tensor | None = None
         self.val_loss, self.test_loss = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
         self.val_metrics = self._stage_metrics(num_classes, per_class=False)
         self.test_metrics = self._stage_metrics(num_classes, per_class=True)
+        # lightning-hydra-template's `val/acc_best`: in the state dict, so that a resumed fit remembers its best
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
+        self.register_load_state_dict_pre_hook(_no_best_yet)  # older state dicts lack it
 
     def _options(self, group: dict[str, inspect.Parameter]) -> dict[str, Any]:
         """The hparams of one group of `fashion_lab.options`, by keyword."""
@@ -100,15 +112,38 @@ class MLPClassifier(StepsPerExecution):
             metrics["class_acc"] = MulticlassAccuracy(num_classes, average="none")
         return MetricCollection(metrics)
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        data = self.trainer.datamodule
+        self.data_classes = getattr(data, "classes", None)
+        self._check_classes(data)
+
     @property
     def class_names(self) -> list[str]:
-        """The names given, else the attached datamodule's `classes`, else "0".."C-1"."""
+        """The names given, else the datamodule's `classes` (of the latest run), else "0".."C-1"."""
         if self.hparams.class_names is not None:
             return list(self.hparams.class_names)
-        names = getattr(getattr(self._trainer, "datamodule", None), "classes", None)
+        names = self.data_classes
         if names is not None and len(names) == self.hparams.num_classes:
             return list(names)
         return [str(i) for i in range(self.hparams.num_classes)]
+
+    def _check_classes(self, data: object) -> None:
+        """Before the first step: refuse a data module with another number of classes (its labels would reach past
+        the output layer: an IndexError deep in the loss)."""
+        theirs = getattr(data, "num_classes", None)
+        if theirs is None and getattr(data, "classes", None) is not None:
+            theirs = len(data.classes)
+        ours = self.hparams.num_classes
+        if isinstance(theirs, int) and theirs != ours:
+            raise ClassCountError(
+                f"the model has num_classes={ours}, but the data module {type(data).__name__} has {theirs} classes. "
+                f"Fix: make the model with num_classes={theirs}: MLPClassifier(num_classes=dm.num_classes) in "
+                f"Python, `num_classes: {theirs}` in the model's YAML config.",
+                model=ours,
+                other=theirs,
+                source="data",
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 1, 28, 28) or (B, 28, 28) images → (B, C) logits."""
@@ -163,10 +198,10 @@ class MLPClassifier(StepsPerExecution):
         if self.train_sums is not None:
             # summed over DDP ranks (a no-op on one device), so every rank logs the whole epoch's means
             loss, reg_loss, correct, n = self.trainer.strategy.reduce(self.train_sums, reduce_op="sum")
-            self.log("train/loss", loss / n, prog_bar=True)
-            self.log("train/acc", correct / n, prog_bar=True)
+            self._log_reduced("train/loss", loss / n, prog_bar=True)
+            self._log_reduced("train/acc", correct / n, prog_bar=True)
             if self.net.weight_regularizers or self.net.activity_regularizer:
-                self.log("train/reg_loss", reg_loss / n)
+                self._log_reduced("train/reg_loss", reg_loss / n)
             self.train_sums = None
         self.step_epoch_schedulers()
 
@@ -175,8 +210,8 @@ class MLPClassifier(StepsPerExecution):
         logits, loss, _ = self._losses(x, y)  # as Keras' evaluate(): with the regularization penalties
         preds = logits.argmax(dim=1)
         getattr(self, f"{stage}_metrics").update(preds, y)
-        # one value per sample: torchmetrics 1.9 ignores `weight` under nan_strategy="disable" (aggregation.py:106-107),
-        # which made the mean a mean of batch means, off when the last batch is short (27.6188 for 27.6100)
+        # one value per sample: MeanMetric ignores `weight` under nan_strategy="disable", and a mean of batch means
+        # would weigh a short last batch as much as a full one
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(y)))
         return preds  # the TensorBoardFigures callback reads these
 
@@ -202,15 +237,27 @@ class MLPClassifier(StepsPerExecution):
         # torchmetrics reduces over DDP ranks in compute(), so every rank logs the same numbers
         loss, metrics = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metrics")
         if loss.update_count:
-            self.log(f"{stage}/loss", loss.compute())
+            self._log_reduced(f"{stage}/loss", loss.compute())
         for name, value in metrics.compute().items() if loss.update_count else ():
-            if value.dim():  # per-class accuracy: one scalar per class name ("/" would nest the tag)
+            if value.dim():  # per-class accuracy: one scalar per class name
                 for class_name, v in zip(self.class_names, value, strict=True):
-                    self.log(f"{stage}/class_acc/{class_name.replace('/', '_')}", v)
+                    self._log_reduced(f"{stage}/class_acc/{tag(class_name)}", v)
             else:
-                self.log(f"{stage}/{name}", value, prog_bar=name == "acc")
+                self._log_reduced(f"{stage}/{name}", value, prog_bar=name == "acc")
+            if stage == "val" and name == "acc" and self._fitting():
+                self.val_acc_best.update(value)
+                self._log_reduced("val/acc_best", self.val_acc_best.compute())
         loss.reset()
         metrics.reset()
+
+    def _fitting(self) -> bool:
+        """In `fit`, past the sanity check: its validation of the untrained weights is no best accuracy."""
+        return self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
+
+    def _log_reduced(self, name: str, value: Tensor, prog_bar: bool = False) -> None:
+        """Log a value that every DDP rank already holds (reduced by torchmetrics or `strategy.reduce`). Syncing it
+        with max returns it unchanged, and Lightning then does not recommend `sync_dist=True` for each metric."""
+        self.log(name, value, prog_bar=prog_bar, sync_dist=True, reduce_fx="max")
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint trained for another number of classes, with the fix; give an older checkpoint the
@@ -220,11 +267,13 @@ class MLPClassifier(StepsPerExecution):
             checkpoint.setdefault("state_dict", {}).update(range_of_old_checkpoint(checkpoint))
         saved = checkpoint.get("hyper_parameters", {}).get("num_classes", self.hparams.num_classes)
         if saved != self.hparams.num_classes:
-            raise ConfigError(
-                f"the checkpoint was trained for {saved} classes, but this model (linked from the data) has "
-                f"{self.hparams.num_classes}. Fix: use the data module the checkpoint was trained on "
-                "(its run's config.yaml; for picture files, --data.classes with its data set's name), "
-                "or train a new model on this data."
+            raise ClassCountError(
+                f"the checkpoint was trained for {saved} classes, but this model has "
+                f"num_classes={self.hparams.num_classes}. Fix: load it as MLPClassifier.load_from_checkpoint(path), "
+                f"which takes num_classes={saved} from it, with data of {saved} classes; or train a new model.",
+                model=self.hparams.num_classes,
+                other=saved,
+                source="checkpoint",
             )
 
     def configure_optimizers(self) -> dict:
@@ -238,25 +287,32 @@ class MLPClassifier(StepsPerExecution):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def range_of_old_checkpoint(checkpoint: dict) -> dict[str, Tensor]:
-    """A checkpoint from before the input range was kept: the range of its data module's batches, [0, 1] scaled by
-    its mean and std, if it was trained with one of the data modules (else unknown: NaN)."""
-    from fashion_lab.data import training_scaling  # the data modules' checkpoint layout
+def plain(value: Any) -> Any:
+    """A list or dict of another class (OmegaConf's, from Hydra) as a plain list or dict; anything else as it is.
 
-    low = high = torch.tensor(float("nan"))
-    if "datamodule_hyper_parameters" in checkpoint:
-        try:
-            mean, std = training_scaling(checkpoint).values()
-            low, high = torch.tensor(-mean / std), torch.tensor((1 - mean) / std)
-        except DataError:  # normalize without the statistics saved: unknown
-            pass
-    return {"input_low": low, "input_high": high}
+    >>> from collections import UserList
+    >>> plain(UserList([64, 32])), plain((128,)), plain("relu")
+    ([64, 32], (128,), 'relu')
+    """
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (list, tuple, str, bytes)):
+        return [plain(v) for v in value]
+    return value
 
 
-def _unknown_input_range(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-    """load_state_dict pre-hook: a state dict without the input range (older than it) loads with the range unknown."""
-    for name in ("input_low", "input_high"):
-        state_dict.setdefault(prefix + name, torch.tensor(float("nan")))
+def tag(class_name: str) -> str:
+    """A class name as one part of a metric's tag: "/" would nest it in TensorBoard, spaces end up in CSV columns.
+
+    >>> tag("Ankle boot"), tag("T-shirt/top"), tag("0 - zero"), tag("ゝ")
+    ('Ankle_boot', 'T-shirt_top', '0_-_zero', 'ゝ')
+    """
+    return re.sub(r"[\s/]+", "_", class_name)
+
+
+def _no_best_yet(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: a state dict older than `val_acc_best` loads with no best accuracy yet."""
+    state_dict.setdefault(prefix + "val_acc_best.max_value", torch.tensor(float("-inf")))
 
 
 def _signature() -> inspect.Signature:

@@ -14,21 +14,28 @@ data set's light shirt on black, filling the frame.
 
 from __future__ import annotations
 
+import stat
 import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from fashion_lab.sources import DataError
+from fashion_lab.errors import DataError
 
 InvertMode = Literal["auto", "always", "never"]
 # Pictures above this many pixels are refused before decoding (a decompression bomb can claim 30,000 × 30,000 in a
 # few kilobytes). 50 MP covers every common phone and camera photo; its RGB decode takes 150 MB.
 MAX_PIXELS = 50_000_000
 # JPEGs are decoded by libjpeg's DCT scaling at the smallest 1/2, 1/4 or 1/8 size whose long side keeps this many
-# pixels: ample for a 28-pixel result even when the object fills a tenth of the photo, and 10-50× faster.
+# pixels: ample for a 28-pixel result even when the object fills a tenth of the photo, and far faster than full size.
 DECODE_LONG_SIDE = 1024
+# What `predict` and the page say instead of probabilities for a picture in which nothing stands out from the
+# background by more than the threshold (a blank, uniform, fully transparent or 1-pixel picture): its 28×28 is black.
+NO_OBJECT = "no object found"
+# Files that are not pictures on disk: opening a FIFO would wait for a writer, a device would be read without end.
+_NOT_REGULAR = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket",
+                stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}  # fmt: skip
 
 
 class PictureError(DataError):
@@ -38,7 +45,14 @@ class PictureError(DataError):
 def read_grey(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """The picture at `path` as grey float32 (H, W) in [0, 1]: first frame, EXIF orientation applied, alpha
     composited onto a background that contrasts with the object; PictureError says why a file cannot be read."""
-    if path.stat().st_size == 0:
+    try:
+        status = path.stat()
+    except FileNotFoundError as e:
+        raise PictureError("no such file") from e
+    kind = next((name for is_kind, name in _NOT_REGULAR.items() if is_kind(status.st_mode)), None)
+    if kind is not None:
+        raise PictureError(f"not a regular file but {kind}. Fix: give a picture file (PNG, JPEG, WebP, BMP, GIF)")
+    if status.st_size == 0:
         raise PictureError("empty file (0 bytes)")
     image = _decode(path, max_pixels)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit (or float) grey: keep its precision
@@ -95,7 +109,11 @@ def prepare(
     Steps: invert if the background is light (`auto`: the border's median grey is above 0.5); subtract the background
     level, so a tinted or grey backdrop becomes 0 as in the data set; crop to the pixels brighter than `threshold`;
     pad to a square (centred); resize to 28 - 2·margin with antialiasing; pad `margin` black pixels around; 8 bits.
+    A picture with no pixel brighter than `threshold` has no object: it becomes all black (see `no_object`).
     numpy and Pillow, one thread: torch's thread pool only adds contention on pictures this small.
+
+    >>> no_object(prepare(np.full((40, 30), 0.8, np.float32)))  # a uniform sheet: the background, nothing on it
+    True
     """
     from PIL import Image
 
@@ -103,6 +121,8 @@ def prepare(
     if invert == "always" or (invert == "auto" and background > 0.5):
         grey, background = 1.0 - grey, 1.0 - background
     grey = np.clip((grey - background) / max(1.0 - background, 1e-6), 0.0, 1.0, dtype=np.float32)
+    if not (grey > threshold).any():
+        return np.zeros((28, 28), np.uint8)
     if crop:
         grey = _crop(grey, threshold)
     side = 28 - 2 * margin
@@ -110,6 +130,11 @@ def prepare(
     small = np.asarray(Image.fromarray(_pad_to_square(grey), "F").resize((side, side), Image.Resampling.BILINEAR))
     small = np.pad(small, margin)
     return (np.clip(small, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def no_object(image: np.ndarray) -> bool:
+    """Whether a prepared 28×28 is all black: nothing stood out from the background, or it shrank to nothing."""
+    return not image.any()
 
 
 def _border(grey: np.ndarray) -> np.ndarray:
@@ -120,11 +145,9 @@ def _border(grey: np.ndarray) -> np.ndarray:
 
 
 def _crop(grey: np.ndarray, threshold: float) -> np.ndarray:
-    """The bounding box of the pixels above `threshold`; the whole picture if none is (a blank page)."""
+    """The bounding box of the pixels above `threshold` (`prepare` has checked that there is one)."""
     mask = grey > threshold
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not len(rows):
-        return grey
     return grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
@@ -146,6 +169,7 @@ def describe(invert: InvertMode, crop: bool, threshold: float, margin: int, max_
         flip[invert],
         "subtract the background level (the border's median), rescale to [0, 1]",
         f"crop to the pixels brighter than {threshold}" if crop else "no crop",
+        f"no pixel brighter than {threshold}: no object (an all-black 28×28; `predict` writes '{NO_OBJECT}')",
         "pad to a square, centred",
         f"resize to {28 - 2 * margin}×{28 - 2 * margin} (bilinear, antialiased)"
         + (f", {margin} black pixels around" if margin else ""),

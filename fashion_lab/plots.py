@@ -11,6 +11,7 @@ matplotlib is used only where its files are needed: its DejaVu Sans font, and th
 from __future__ import annotations
 
 import importlib.util
+import math
 from functools import cache
 from pathlib import Path
 
@@ -311,3 +312,61 @@ def _draw_bars(draw: ImageDraw.ImageDraw, origin: tuple[int, int], probs: list[f
 def _to_uint8(images: Tensor) -> Tensor:
     """[0, 1] floats as 0-255 bytes."""
     return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+# matplotlib's "RdBu_r": ColorBrewer's 11-step RdBu (matplotlib's _cm._RdBu_data) reversed, blue below 0 and red
+# above, spread over an odd number of entries so that 0 falls exactly on the middle one, the map's centre colour
+RDBU_R_STEPS = [(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240), (247, 247, 247),
+                (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31)]  # fmt: skip
+RDBU_R = np.stack(
+    [np.interp(np.linspace(0, 1, 255), np.linspace(0, 1, 11), c) for c in zip(*RDBU_R_STEPS, strict=True)]
+)
+RDBU_R = RDBU_R.T.round().astype(np.uint8)  # (255, 3); RDBU_R[127] is weight 0
+UNIT_GAP, UNIT_BACKGROUND, SCALE_HEIGHT = 2, 96, 20  # pixels between tiles, their grey, the scale's strip below
+
+
+def units_grid_columns(units: int) -> int:
+    """Tiles per row: about twice as wide as high (128 units: 16 × 8), which fits TensorBoard's wide image cards."""
+    return math.ceil(math.sqrt(2 * units))
+
+
+def dense_units_figure(kernel: Tensor, tile: tuple[int, int]) -> Image.Image:
+    """A Dense kernel (units, H·W) as one H × W tile per unit: the input pixels each unit weighs, red for positive,
+    blue for negative, on one scale for all tiles centred on 0, which the strip below shows: ±the 99th percentile of
+    |w| (a few large weights would leave every other pixel near white), beyond it the map's ends.
+
+    Each tile is 1 px per input pixel, UNIT_GAP grey pixels apart: 128 units of 28 × 28 are 482 × 242 px of tiles.
+    """
+    weights = kernel.detach().float().cpu().numpy()  # numpy: one thread, no torch thread pool to wake per epoch
+    units, (height, width) = weights.shape[0], tile
+    ncols = units_grid_columns(units)
+    nrows = -(-units // ncols)
+    size = np.abs(weights)
+    bound = float(np.quantile(size, 0.99)) or float(size.max()) or 1.0  # all zero: every tile the centre colour
+    grey = len(RDBU_R)  # the palette's entry after the colour map
+    tiles = np.full((nrows * ncols, height, width), grey, dtype=np.uint8)
+    tiles[:units] = np.rint(weights / bound * 127 + 127).clip(0, 254).reshape(units, height, width)
+    grid = np.full((nrows, height + UNIT_GAP, ncols, width + UNIT_GAP), grey, dtype=np.uint8)
+    grid[:, UNIT_GAP:, :, UNIT_GAP:] = tiles.reshape(nrows, ncols, height, width).transpose(0, 2, 1, 3)
+    grid = np.pad(grid.reshape(nrows * (height + UNIT_GAP), -1), ((0, UNIT_GAP), (0, UNIT_GAP)), constant_values=grey)
+    palette = np.vstack([RDBU_R, [(UNIT_BACKGROUND,) * 3]]).astype(np.uint8)
+    canvas = Image.new("RGB", (grid.shape[1], grid.shape[0] + SCALE_HEIGHT), "white")
+    canvas.paste(Image.fromarray(palette[grid]), (0, 0))
+    _diverging_scale(canvas, bound)
+    return canvas
+
+
+def _diverging_scale(canvas: Image.Image, bound: float) -> None:
+    """The colour ramp from -bound to +bound in the bottom strip, its two ends labelled."""
+    draw, face = ImageDraw.Draw(canvas), _font(None, 11)
+    low, high = f"{-bound:.2g}", f"+{bound:.2g}"
+    label = max(face.getlength(low), face.getlength(high))
+    top, bottom = canvas.height - SCALE_HEIGHT + 5, canvas.height - 5
+    left, right = round(PAD + label + 4), round(canvas.width - PAD - label - 4)
+    if right - left < 10:  # too narrow for a ramp
+        return
+    ramp = RDBU_R[np.linspace(0, 254, right - left).round().astype(int)]  # (width, 3): one colour per column
+    canvas.paste(Image.fromarray(np.repeat(ramp[None], bottom - top, axis=0)), (left, top))
+    middle = (top + bottom) / 2
+    draw.text((left - 4, middle), low, fill="black", font=face, anchor="rm")
+    draw.text((right + 4, middle), high, fill="black", font=face, anchor="lm")

@@ -11,8 +11,9 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from fashion_lab.errors import check, non_negative_integer, positive_integer
-from fashion_lab.sources import DataError, atomic_write
+from fashion_lab.errors import DataError, check, non_negative_integer, positive_integer
+from fashion_lab.pictures import NO_OBJECT, no_object
+from fashion_lab.sources import atomic_write
 
 
 class CSVPredictionWriter(BasePredictionWriter):
@@ -20,7 +21,9 @@ class CSVPredictionWriter(BasePredictionWriter):
 
     The CSV has one row per input: index, path (picture files; empty for a data set), the `top_k` classes (id, name,
     probability; the first as `pred`, `pred_name`, `prob`, then `pred2`...), and the true class when the data have
-    labels. The PNG shows the first `sheet_images` inputs as the model received them, beside their probability bars.
+    labels. A picture in which preprocessing found no object gets no class: `pred_name` says "no object found" and
+    the other class columns are empty. The PNG shows the first `sheet_images` inputs as the model received them,
+    beside their probability bars.
     Picture files that could not be read (`ImageFilesDataModule`) were named on stderr; once the others are
     written, a DataError counts them, so the command exits non-zero.
 
@@ -57,16 +60,19 @@ class CSVPredictionWriter(BasePredictionWriter):
         paths = getattr(dataset, "paths", None) or [""] * len(probs)
         names = getattr(pl_module, "class_names", None) or [str(i) for i in range(probs.shape[1])]
         top_p, top_i = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
+        blank = _no_object(dataset, paths)
         rows = [
-            (i, path, *_top(ids, ps, names), "" if t is None else t, "" if t is None else names[t])
-            for i, (path, ids, ps, t) in enumerate(zip(paths, top_i.tolist(), top_p.tolist(), targets, strict=True))
-        ]
+            (i, path, *(_nothing(len(ids)) if b else _top(ids, ps, names)), "" if t is None else t,
+             "" if t is None else names[t])
+            for i, (path, ids, ps, t, b) in enumerate(zip(paths, top_i.tolist(), top_p.tolist(), targets, blank,
+                                                          strict=True))
+        ]  # fmt: skip
         folder = Path(trainer.log_dir or ".")
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / self.file_name
         write_csv_atomic(self.path, header(top_p.shape[1]), rows)
         if any(paths):
-            print(summary_table(paths[: self.show], top_i, top_p, names), end="")
+            print(summary_table(paths[: self.show], top_i, top_p, names, blank), end="")
             if len(rows) > self.show:
                 print(f"... and {len(rows) - self.show:,} more in the CSV")
         else:  # the seed: print("Predict:", pre[0:20]); print("Actual:", y_test[0:20])
@@ -106,12 +112,15 @@ def _top(ids: list[int], ps: list[float], names: list[str]) -> list:
     return [value for i, p in zip(ids, ps, strict=True) for value in (i, names[i], f"{p:.6f}")]
 
 
-def summary_table(paths: list[str], top_i: Tensor, top_p: Tensor, names: list[str]) -> str:
-    """One line per file: the file, then its top classes with their probabilities."""
+def summary_table(
+    paths: list[str], top_i: Tensor, top_p: Tensor, names: list[str], blank: list[bool] | None = None
+) -> str:
+    """One line per file: the file, then its top classes with their probabilities (or that it shows no object)."""
     width = min(48, max(len("file"), *map(len, paths)))
+    blank = blank or [False] * len(paths)
     cells = [
-        [f"{names[i]} {p:.1%}" for i, p in zip(ids, ps, strict=True)]
-        for ids, ps in zip(top_i[: len(paths)].tolist(), top_p[: len(paths)].tolist(), strict=True)
+        [NO_OBJECT] if b else [f"{names[i]} {p:.1%}" for i, p in zip(ids, ps, strict=True)]
+        for ids, ps, b in zip(top_i[: len(paths)].tolist(), top_p[: len(paths)].tolist(), blank, strict=False)
     ]
     cell = max(len(c) for row in cells for c in row) + 2
     ranks = ["prediction", "2nd", "3rd", *(f"{j}th" for j in range(4, top_i.shape[1] + 1))][: top_i.shape[1]]
@@ -120,6 +129,19 @@ def summary_table(paths: list[str], top_i: Tensor, top_p: Tensor, names: list[st
         shown = path if len(path) <= width else "…" + path[-(width - 1) :]
         lines.append(f"{shown:<{width}}  " + "".join(f"{c:<{cell}}" for c in row))
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _nothing(k: int) -> list[str]:
+    """The class columns of a picture with no object: no id, no class, no probability."""
+    return ["", NO_OBJECT, "", *[""] * (3 * (k - 1))]
+
+
+def _no_object(dataset: Any, paths: list[str]) -> list[bool]:
+    """Per input: a picture file whose 28×28 came out all black (`fashion_lab.pictures.no_object`)."""
+    images = getattr(dataset, "images", None)
+    if not any(paths) or images is None or len(images) != len(paths):
+        return [False] * len(paths)
+    return [no_object(image.numpy()) for image in images]
 
 
 def _dataset(trainer: L.Trainer) -> Any:

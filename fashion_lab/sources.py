@@ -16,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion_lab.errors import DataError
+
 # IDX (http://yann.lecun.com/exdb/mnist/): big-endian magic 0x00000800 | type << 8 | ndim, then one uint32 per dim.
 IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}
-
-
-class DataError(RuntimeError):
-    """A data file is missing, corrupt or inconsistent. The message names the file and the fix."""
 
 
 def candidates(file_name: str, dirs: Sequence[str | Path]) -> list[Path]:

@@ -24,23 +24,37 @@ log = logging.getLogger("lightning.pytorch.callbacks.model_summary")  # where Li
 LINE, POSITIONS = 88, (0.45, 0.80, 1.0)  # Keras' defaults for a Sequential
 
 
-def keras_layers(net: DenseStack) -> list[tuple[str, str, tuple[int | None, ...], int]]:
-    """(Keras name, Keras type, output shape with None for the batch, parameters) per Keras layer.
+def keras_modules(net: DenseStack) -> list[tuple[str, str, nn.Module]]:
+    """(Keras name, Keras type, torch module) per Keras layer.
 
     Keras folds the activation into Dense(activation=...), so activation modules have no row; names are Keras'
     automatic ones (a counter per type: dense, dropout, dense_1, ...), whatever the torch module is called.
     """
     rows, counts = [], {}
-    width = next(m.in_features for m in net if isinstance(m, nn.Linear))
     for module in net:
         kind = {nn.Flatten: "Flatten", nn.Linear: "Dense", nn.Dropout: "Dropout"}.get(type(module))
         if kind is None:
             continue
-        width = module.out_features if isinstance(module, nn.Linear) else width
         n = counts.get(kind, 0)
         counts[kind] = n + 1
         snake = re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
-        rows.append((snake + (f"_{n}" if n else ""), kind, (None, width), sum(p.numel() for p in module.parameters())))
+        rows.append((snake + (f"_{n}" if n else ""), kind, module))
+    return rows
+
+
+def dense_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """(Keras name, module) of each Dense layer of the DenseStack in `model`, in order; none without one."""
+    net = find_net(model)
+    return [(name, module) for name, kind, module in keras_modules(net) if kind == "Dense"] if net else []
+
+
+def keras_layers(net: DenseStack) -> list[tuple[str, str, tuple[int | None, ...], int]]:
+    """(Keras name, Keras type, output shape with None for the batch, parameters) per Keras layer."""
+    rows = []
+    width = next(m.in_features for m in net if isinstance(m, nn.Linear))
+    for name, kind, module in keras_modules(net):
+        width = module.out_features if isinstance(module, nn.Linear) else width
+        rows.append((name, kind, (None, width), sum(p.numel() for p in module.parameters())))
     return rows
 
 

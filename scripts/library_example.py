@@ -3,7 +3,7 @@
     python scripts/library_example.py                           # the README's code, library defaults
     python scripts/library_example.py --steps-per-execution 32  # the same with the data's Keras steps_per_execution
 
-scripts/benchmark.py times it against scripts/handwritten_loop.py; tests/test_readme.py runs it.
+scripts/benchmark.py times it against scripts/handwritten_loop.py; tests/project/test_readme.py runs it.
 """
 
 from __future__ import annotations

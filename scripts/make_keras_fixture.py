@@ -1,4 +1,4 @@
-"""Write tests/fixtures/keras_parity.npz: reference values computed by real Keras 3, for tests/test_keras_parity.py.
+"""Write tests/fixtures/keras_parity.npz: reference values from real Keras 3, for tests/keras/test_keras_parity.py.
 
 Run it in its own virtual environment (TensorFlow is never a dependency of fashion_lab, never in the system Python):
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The system packages fashion_lab needs, from Debian's archive: the README's two commands and .ci/run call this.
 #   bash scripts/system-packages.sh          what `fit` needs: real Fashion-MNIST (offline) and a font for K49's hiragana
-#   bash scripts/system-packages.sh --tests  also what the tests need: PostgreSQL's server (tests/test_study.py starts
+#   bash scripts/system-packages.sh --tests  also what the tests need: PostgreSQL's server (tests/studies/test_study.py starts
 #                                            a throwaway one), python3-venv, Chromium and its driver (the page's test)
 # As root it runs apt-get itself; as another user through sudo. Where apt-get is missing it says what to do and
 # exits 0, so the pip install and `fit` after it still run (fit downloads the data set and checks its md5).

@@ -1,26 +1,17 @@
-"""Shared fixtures and helpers: tiny learnable data sets in the official file formats, a fast Trainer, the command
-line run as a user runs it, and the `real_data` marker's skip when Debian's Fashion-MNIST is not installed."""
+"""Shared fixtures: tiny learnable data sets in the official file formats and a checkpoint trained on one, and the
+`real_data` marker's skip when Debian's Fashion-MNIST is not installed. Helpers to import: tests/helpers/."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import lightning as L
 import pytest
 
 from fashion_lab import FashionMNISTDataModule, K49DataModule
 from fashion_lab.synthetic import write_idx_set, write_k49
-
-REPO = Path(__file__).resolve().parents[1]
-REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist, installed by .ci/run
-# The CLI on small synthetic MNIST files in ./data, without progress bar or summary: the arguments most tests share
-SYNTHETIC = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-FIT = ["fit", *SYNTHETIC, *QUIET, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
+from tests.helpers.commands import QUIET
+from tests.helpers.paths import REAL_FASHION
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,18 +22,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "real_data" in item.keywords:
             item.add_marker(skip)
-
-
-def run_command(args: list[str], cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
-    """`python ARGS` in `cwd` as a user runs it, this checkout first on the path; FASHION_LAB_DEBUG only if given."""
-    base = {k: v for k, v in os.environ.items() if k != "FASHION_LAB_DEBUG"}
-    env = {**base, "PYTHONPATH": str(REPO), **env}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 600, **env: str) -> subprocess.CompletedProcess:
-    """`python -m fashion_lab.cli ARGS` in `cwd`, as a user runs it."""
-    return run_command(["-m", "fashion_lab.cli", *args], cwd, timeout, **env)
 
 
 @pytest.fixture(scope="session")
@@ -81,20 +60,6 @@ def fashion(fashion_dir: Path) -> Callable[..., FashionMNISTDataModule]:
 @pytest.fixture
 def k49(k49_dir: Path) -> Callable[..., K49DataModule]:
     return lambda **kwargs: K49DataModule(data_dir=k49_dir, download=False, **kwargs)
-
-
-def make_trainer(tmp_path: Path, **kwargs) -> L.Trainer:
-    """A quiet CPU Trainer: no progress bar, no checkpoints, no model summary unless asked for."""
-    defaults = {
-        "accelerator": "cpu",
-        "default_root_dir": tmp_path,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_checkpointing": False,
-        "enable_model_summary": False,
-        "max_epochs": 1,
-    }
-    return L.Trainer(**{**defaults, **kwargs})
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

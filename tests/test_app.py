@@ -15,18 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from browser import FAKE_CAMERA, chromium, free_port, outside_requests, screenshot, serve, wait_until
-from conftest import QUIET, REAL_FASHION, REPO, make_trainer, run_command
-from photos import write_photos
 from PIL import Image
-from test_pictures import png_bomb
-from test_reliability import PWNED, RunsCode
 
 from fashion_lab import ImageFilesDataModule
-from fashion_lab.app import SHOWN_SCALE, load, look, main
+from fashion_lab.app import SHOWN_SCALE, addresses_note, load, look, main, rows_html
 from fashion_lab.cli import cli_main
 from fashion_lab.data import CLASSES
 from fashion_lab.sources import read_idx
+from tests.helpers.browser import FAKE_CAMERA, chromium, free_port, outside_requests, screenshot, serve, wait_until
+from tests.helpers.commands import QUIET, run_command
+from tests.helpers.crafted import PWNED, RunsCode
+from tests.helpers.paths import REAL_FASHION, REPO
+from tests.helpers.photos import blank_pictures, png_bomb, write_photos
+from tests.helpers.trainer import make_trainer
 
 FASHION = list(CLASSES["FashionMNIST"])
 # What each broken file makes the page say (PictureError's reasons, from fashion_lab.pictures)
@@ -81,7 +82,7 @@ def named(paths: list[Path]) -> list[tuple[str, str]]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
-    [{}, {"invert": "never", "crop": False, "threshold": 0.3, "margin": 4}],
+    [{}, {"invert": "always", "crop": False, "threshold": 0.3, "margin": 4}],
     ids=["defaults", "controls"],
 )
 def test_look_is_predict(real_run: Path, pictures: tuple, tmp_path: Path, options: dict) -> None:
@@ -96,6 +97,7 @@ def test_look_is_predict(real_run: Path, pictures: tuple, tmp_path: Path, option
     readable = [s for s in seen if s.error is None]
     assert [s.name for s in readable] == [Path(p).name for p in dm.predict_set.paths]
     assert np.array_equal(np.stack([s.image for s in readable]), dm.predict_set.images.numpy())
+    assert all(s.probabilities is not None for s in readable)  # every photo shows its object
     page = torch.tensor([[s.probabilities[n] for n in FASHION] for s in readable])
     assert torch.allclose(page, probabilities, atol=1e-6)
     assert [(s.name, s.error) for s in seen if s.error] == [(Path(p).name, r) for p, r in dm.predict_set.failures]
@@ -112,11 +114,25 @@ def test_k49_checkpoint_names_hiragana(k49_dir: Path, tmp_path: Path) -> None:
     cli_main([*fit, "--trainer.max_epochs", "1", "--test_after_fit", "false", "--trainer.logger.init_args.save_dir",
               str(tmp_path)])  # fmt: skip
     picture = tmp_path / "drawn.png"
-    Image.fromarray(np.full((60, 40), 255, np.uint8)).save(picture)
+    drawn = np.full((60, 40), 255, np.uint8)
+    drawn[10:50, 15:25] = 0  # a dark stroke on white
+    Image.fromarray(drawn).save(picture)
     model, _, _ = load(str(checkpoint(tmp_path)))
     (seen,) = look(named([picture]), model, {"mean": 0.0, "std": 1.0})
     assert list(seen.probabilities) == list(CLASSES["K49"]) and "あ" in seen.probabilities
     assert sum(seen.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_blank_pictures_show_no_object(fashion_checkpoint: Path, tmp_path: Path) -> None:
+    """All black, all white, fully transparent, 1×1: 'no object found' and no probabilities, as `predict` writes."""
+    model, scaling, _ = load(str(fashion_checkpoint))
+    blanks = blank_pictures(tmp_path / "blank")
+    seen = look(named(blanks), model, scaling)
+    assert [(s.error, s.probabilities, s.image.any()) for s in seen] == [(None, None, False)] * 4
+    page = rows_html(seen, top_k=3)
+    assert page.count("no object found (nothing stands out from the background by more than the threshold)") == 4
+    assert "<meter" not in page
 
 
 # --- bad checkpoints: the CLI's one line, before any server ------------------------------------------------------
@@ -131,6 +147,7 @@ def bad_checkpoints(tmp: Path, good: Path) -> dict[str, str]:
         "last_without_runs": "last",
         "crafted": "crafted.ckpt",
         "truncated": "truncated.ckpt",
+        "folder": ".",
     }
 
 
@@ -152,7 +169,7 @@ def test_bad_checkpoints_get_the_clis_line(
         cli_code, _, cli_err = error_of(lambda ckpt=ckpt: cli_main(["predict", "--ckpt_path", ckpt, *QUIET]), capsys)
         assert (code, cli_code) == (1, 1), case
         assert err == cli_err and err.startswith("error: --" if case == "last_without_runs" else "error: checkpoint")
-        assert len(err.splitlines()) == 2 and "Traceback" not in err and "Serving" not in out, case
+        assert len(err.splitlines()) == 1 and "Traceback" not in err and "Serving" not in out, case
     assert not (tmp_path / PWNED).exists()  # the crafted checkpoint's code never ran
 
 
@@ -170,7 +187,7 @@ def test_checkpoints_that_are_not_a_model(fashion_checkpoint: Path, tmp_path: Pa
     for name, fragment in says.items():
         code, _, err = error_of(lambda name=name: main(["--ckpt_path", str(tmp_path / name)]), capsys)
         assert code == 1 and err.startswith(f"error: checkpoint {tmp_path / name} ") and fragment in err, err
-        assert "Fix: pass a .ckpt that fit wrote" in err and len(err.splitlines()) == 2
+        assert "Fix: pass a .ckpt that fit wrote" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -189,21 +206,40 @@ def test_a_taken_port_is_one_line(fashion_checkpoint: Path, capsys: pytest.Captu
         taken.listen()
         port = taken.getsockname()[1]
         code, _, err = error_of(lambda: main(["--ckpt_path", str(fashion_checkpoint), "--port", str(port)]), capsys)
-    assert code == 1 and err.startswith(f"error: cannot serve on 127.0.0.1:{port} (Cannot find empty port"), err
-    assert "Fix: pass another --port" in err and len(err.splitlines()) == 2
+    assert code == 1 and err == (
+        f"error: port {port} on 127.0.0.1 is in use by another program. Fix: pass another --port (e.g. --port "
+        f"{port + 1}), or stop the program that listens there.\n"
+    )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    ("args", "says"),
+    ("host", "says"),
     [
-        (["--top_k", "0"], "top_k=0 is out of range; allowed: a positive integer."),
-        (["--port", "70000"], "port=70000 is out of range; allowed: 1..65535."),
-        (["--max_pixels", "0"], "max_pixels=0 is out of range; allowed: a positive integer."),
+        ("192.0.2.1", "cannot listen on host='192.0.2.1': Cannot assign requested address. Fix: pass --host"),
+        ("no-such-host.invalid", "host='no-such-host.invalid' is not an address or a known host name ("),
     ],
 )
-def test_bad_options_are_one_line(args: list[str], says: str, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = error_of(lambda: main(["--ckpt_path", "last", *args]), capsys)
-    assert code == 1 and err.splitlines()[0] == f"error: {says}"
+def test_an_address_it_cannot_listen_on_is_one_line(
+    host: str, says: str, fashion_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An address of no interface of this machine (a documentation address), and a name that resolves to none."""
+    code, out, err = error_of(lambda: main(["--ckpt_path", str(fashion_checkpoint), "--host", host]), capsys)
+    assert code == 1 and err.startswith(f"error: {says}") and len(err.splitlines()) == 1, err
+    assert "127.0.0.1 (this machine only), 0.0.0.0 (every network) or an address of this machine." in err
+    assert "ERROR" not in out + err and "empty port" not in err
+
+
+def test_the_address_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback: the address only. Any other: the real address (never 0.0.0.0) and one warning line."""
+    assert addresses_note("127.0.0.1", 7860, login=False) == ["The page: http://127.0.0.1:7860/"]
+    assert addresses_note("localhost", 7860, login=False) == ["The page: http://127.0.0.1:7860/"]
+    monkeypatch.setattr("fashion_lab.app.network_addresses", lambda: ["10.1.2.3"])
+    assert addresses_note("0.0.0.0", 8000, login=False) == [
+        "The page: http://10.1.2.3:8000/",
+        "warning: --host 0.0.0.0 makes the page reachable by anyone on the network, with no login (plain HTTP). "
+        "--host 127.0.0.1 keeps it on this machine; --auth user:password adds a login.",
+    ]
 
 
 def test_without_gradio_the_fix_is_named(
@@ -218,30 +254,32 @@ def test_without_gradio_the_fix_is_named(
 
 
 def shown_28x28(element) -> np.ndarray:
-    """The picture an `.seen` image element shows, fetched as the browser did, back at the model's 28×28."""
-    src = element.find_element("css selector", "img").get_attribute("src")
-    with urllib.request.urlopen(src, timeout=30) as response:
+    """The picture an `.seen` image shows (an inline PNG), read as the browser read it: the model's 28×28, drawn
+    SHOWN_SCALE× larger with square pixels."""
+    with urllib.request.urlopen(element.get_attribute("src"), timeout=30) as response:  # a data: URL
         shown = np.asarray(Image.open(io.BytesIO(response.read())).convert("L"))
-    assert shown.shape == (28 * SHOWN_SCALE, 28 * SHOWN_SCALE)
-    return shown[::SHOWN_SCALE, ::SHOWN_SCALE]
+    assert element.size == {"width": 28 * SHOWN_SCALE, "height": 28 * SHOWN_SCALE}
+    assert element.value_of_css_property("image-rendering") == "pixelated"
+    return shown
 
 
 def read_page(browser) -> tuple[list[dict], list[str]]:
     """Per picture row: its name, the top class, each bar's class and probability, and the 28×28; and the messages."""
     rows = []
-    for row in browser.find_elements("css selector", ".picture"):
+    for row in browser.find_elements("css selector", "#results .picture"):
         label = row.find_elements("css selector", ".prediction")
         if not label:
             continue
-        bars = label[0].find_elements("css selector", ".confidence-set")
+        bars = zip(
+            label[0].find_elements("css selector", "dt"), label[0].find_elements("css selector", "meter"), strict=True
+        )
         rows.append({
-            "name": label[0].find_element("css selector", "label").text.strip(),
-            "top": label[0].find_element("css selector", ".output-class").text,
-            "bars": {b.find_element("css selector", "dt").text: float(b.find_element("css selector", "meter")
-                                                                         .get_attribute("value")) for b in bars},
+            "name": label[0].find_element("css selector", ".name").text.strip(),
+            "top": label[0].find_element("css selector", ".top").text,
+            "bars": {dt.text: float(meter.get_attribute("value")) for dt, meter in bars},
             "image": shown_28x28(row.find_element("css selector", ".seen")),
         })  # fmt: skip
-    return rows, [e.text for e in browser.find_elements("css selector", ".unreadable")]
+    return rows, [e.text for e in browser.find_elements("css selector", "#results .unreadable")]
 
 
 def tops(seen: list) -> list[str]:
@@ -276,18 +314,22 @@ def test_the_page_in_chromium(page_url: str, real_run: Path, pictures: tuple, tm
             classes.add(label)
     chosen = chosen[:3]
     (first, _, _), (second, _, _), (third, _, _) = chosen
-    uploads = [first, broken["truncated.jpg"], second, broken["notes.png"], third, broken["bomb.png"]]
+    # a name that is HTML, a Handlebars tag and a JavaScript template: shown as text, never run or filled in
+    hostile = tmp_path / "<img src=x onerror=alert(1)> {{value}} ${1+1}.jpg"
+    hostile.write_bytes(first.read_bytes())
+    uploads = [first, broken["truncated.jpg"], second, broken["notes.png"], third, broken["bomb.png"], hostile]
 
     with chromium() as browser:
         browser.get(page_url)
         files = wait_until(lambda: browser.find_elements("css selector", "#pictures input[type=file]"), what="upload")
         files[0].send_keys("\n".join(str(p) for p in uploads))  # as a drop of six files at once
-        wait_until(lambda: len(read_page(browser)[0]) == 3 and len(read_page(browser)[1]) == 3, what="6 results")
+        wait_until(lambda: len(read_page(browser)[0]) == 4 and len(read_page(browser)[1]) == 3, what="7 results")
         rows, messages = read_page(browser)
         shot = screenshot(browser, "app", tmp_path)
 
-        assert [r["name"] for r in rows] == [p.name for p, _, _ in chosen]  # in upload order, between the messages
-        for row, (_, label, s) in zip(rows, chosen, strict=True):
+        assert [r["name"] for r in rows] == [p.name for p, _, _ in chosen] + [hostile.name]  # in upload order
+        assert rows[3]["bars"] == rows[0]["bars"] and not browser.find_elements("css selector", "#results img[src=x]")
+        for row, (_, label, s) in zip(rows, chosen, strict=False):
             assert row["top"] == FASHION[label]
             top3 = sorted(s.probabilities, key=s.probabilities.get, reverse=True)[:3]
             assert list(row["bars"]) == top3
@@ -301,7 +343,7 @@ def test_the_page_in_chromium(page_url: str, real_run: Path, pictures: tuple, tm
         # a control updates every result. invert "never" on a dark object on white: the white is taken for the
         # background level and subtracted, and the darker object goes with it, so the model sees almost nothing
         browser.find_element("xpath", "//label[.//span[text()='never']]").click()
-        never = look(named([p for p, _, _ in chosen]), model, scaling, invert="never")
+        never = look(named([p for p, _, _ in chosen] + [hostile]), model, scaling, invert="never")
         wait_until(lambda: tops_and_first_image(browser) == (tops(never), never[0].image.tobytes()), what="never")
         assert len(read_page(browser)[1]) == 3  # the unreadable files still say so
         assert outside_requests(browser) == []  # fonts, scripts, analytics: nothing from outside the machine
@@ -335,3 +377,18 @@ def test_webcam_and_drawing_in_chromium(page_url: str) -> None:
     legs = drawing["image"][20]
     assert legs[:13].max() > 100 and legs[15:].max() > 100 and legs[13:15].max() == 0, legs
     assert legs[0] == legs[-1] == 0, legs
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--top_k", "0"], "top_k=0 is out of range; allowed: a positive integer."),
+        (["--port", "70000"], "port=70000 is out of range; allowed: 1..65535."),
+        (["--max_pixels", "0"], "max_pixels=0 is out of range; allowed: a positive integer."),
+        (["--cache_age", "0"], "cache_age=0 is out of range; allowed: a positive integer."),
+    ],
+)
+def test_bad_options_are_one_line(args: list[str], says: str, capsys: pytest.CaptureFixture) -> None:
+    """Checked before the checkpoint is read, with `errors.check`'s words, as every command's."""
+    code, _, err = error_of(lambda: main(["--ckpt_path", "last", *args]), capsys)
+    assert code == 1 and err == f"error: {says}\n"

@@ -12,12 +12,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import make_trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, StochasticWeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.tuner import Tuner
 
 from fashion_lab import ConfigError, FashionMNISTDataModule, MLPClassifier
+from tests.helpers.trainer import make_trainer
 
 DataFactory = Callable[..., FashionMNISTDataModule]
 

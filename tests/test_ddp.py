@@ -3,22 +3,21 @@
 What DDP must keep: Lightning swaps the data module's EpochShuffler for a DistributedSamplerWrapper around it and keeps
 the DataLoader's `collate_fn` (the steps_per_execution mini-batches), so each rank trains on its own half of the
 training split; torchmetrics and `sync_dist` make every logged number the same on both ranks; test accuracy matches a
-single-process run. Concurrent downloads into one empty folder: tests/test_download.py (DDP itself prepares data on
+single-process run. Concurrent downloads into one empty folder: tests/data/test_download.py (DDP itself prepares data on
 local rank 0 only, the other rank waits at a barrier).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import lightning as L
 import pytest
-from conftest import QUIET, REPO, run_cli
 
-TESTS = Path(__file__).resolve().parent
-FIT = ["fit", "--trainer.max_epochs", "1", *QUIET, "--trainer.callbacks+=test_ddp.RankProbe"]
+from tests.helpers.commands import QUIET, run_cli
+
+FIT = ["fit", "--trainer.max_epochs", "1", *QUIET, "--trainer.callbacks+=tests.test_ddp.RankProbe"]
 # Per-rank batch 16: the two ranks' averaged gradients make the single run's 32-image step, and as many of them
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "16"]
 
@@ -58,7 +57,7 @@ class RankProbe(L.Callback):
 def fit(cwd: Path, *extra: str) -> tuple[float, list[dict]]:
     """Run `fit` (then test) in `cwd`; return the printed test accuracy and each rank's probe report."""
     cwd.mkdir()
-    result = run_cli([*FIT, *extra], cwd, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]))  # RankProbe
+    result = run_cli([*FIT, *extra], cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     tests = [line for line in result.stdout.splitlines() if line.startswith("Test (")]
     assert tests, result.stdout[-2000:]

@@ -12,19 +12,9 @@ import pytest
 import torch
 
 import fashion_lab.export
-from fashion_lab import MLPClassifier
-from fashion_lab.cli.user_errors import DEBUG_HINT
-from fashion_lab.data import training_scaling
 from fashion_lab.export import main
 from fashion_lab.synthetic import make_images
-
-
-def checkpoint_probs(ckpt: Path, images: torch.Tensor) -> torch.Tensor:
-    """What the checkpoint's model gives for uint8 images scaled as its training data were."""
-    scaling = training_scaling(torch.load(ckpt, weights_only=True))
-    model = MLPClassifier.load_from_checkpoint(ckpt, weights_only=True).eval()
-    with torch.no_grad():
-        return model((images.float() / 255 - scaling["mean"]) / scaling["std"]).softmax(dim=1)
+from tests.helpers.checkpoints import checkpoint_probs
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +56,7 @@ def test_onnx_model_and_its_json(fashion_checkpoint: Path, images: torch.Tensor,
         (["--ckpt_path", "nope.ckpt"], 1, "error: checkpoint nope.ckpt does not exist. Fix: pass a .ckpt that fit"),
         (["--ckpt_path", "bad.ckpt"], 1, "error: checkpoint bad.ckpt is truncated or not a checkpoint ("),
         (["--ckpt_path", "x.ckpt", "--format", "tflite"], 2, "Expected a typing.Literal['onnx', 'torch_export']"),
+        (["--ckpt_path", "."], 1, "error: checkpoint . is a folder, not a checkpoint file. Fix: pass a .ckpt file"),
     ],
 )
 def test_mistakes_print_one_line(
@@ -78,24 +69,29 @@ def test_mistakes_print_one_line(
     assert exit_info.value.code == code and message in capsys.readouterr().err
 
 
-def test_a_folder_that_cannot_be_made_is_the_clis_one_line(
-    fashion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+@pytest.mark.parametrize("output", ["/proc/nope.pt2", "blocker/model.pt2"])
+def test_an_unwritable_destination_is_named_as_given(
+    output: str, fashion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    """export exits as every command does (`exit_on_user_error`): an OSError naming a path is the user's to fix."""
-    monkeypatch.delenv("FASHION_LAB_DEBUG", raising=False)
-    (tmp_path / "afile").write_text("not a folder")
+    """A folder where no file can be made, and a path under a file: named as the user wrote it, with the fix, before
+    the export runs (no temporary .part file in the message), and nothing written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file, where the output's folder would be\n")
     with pytest.raises(SystemExit) as exit_info:
-        main(["--ckpt_path", str(fashion_checkpoint), "--output", str(tmp_path / "afile" / "m.onnx")])
-    assert exit_info.value.code == 1
-    line, hint = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"error: File exists: {tmp_path / 'afile'}. Fix: choose a folder"), line
-    assert hint == DEBUG_HINT
+        main(["--ckpt_path", str(fashion_checkpoint), "--format", "torch_export", "--output", output])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.startswith(f"error: cannot write --output {output}: "), err
+    assert err.rstrip().endswith("Fix: pass --output with a path in a folder that you can write to (default: beside "
+                                 "the checkpoint).")  # fmt: skip
+    assert ".part" not in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 
 
 def test_an_oserror_naming_no_file_keeps_its_traceback(
     fashion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without a filename an OSError is not a mistake in the command line: a bug, reported with its traceback."""
+    """export exits as every command does (`exit_on_user_error`): without a filename an OSError is no mistake of the
+    user's but a bug, reported with its traceback."""
     monkeypatch.delenv("FASHION_LAB_DEBUG", raising=False)
 
     def failing_write(path: Path) -> None:

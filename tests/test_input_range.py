@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUIET, make_trainer
-from photos import write_photos
 
 from fashion_lab import MLPClassifier
 from fashion_lab.cli import cli_main
 from fashion_lab.input_range import InputScaleWarning
 from fashion_lab.synthetic import make_images
+from tests.helpers.commands import QUIET
+from tests.helpers.photos import write_photos
+from tests.helpers.trainer import make_trainer
 
 
 def trained(dm, tmp_path: Path) -> MLPClassifier:

@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import make_trainer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
 
@@ -21,6 +20,7 @@ from fashion_lab import (
     TensorBoardFigures,
 )
 from fashion_lab.keras import optimizers as optim
+from tests.helpers.trainer import make_trainer
 
 DataFactory = Callable[..., FashionMNISTDataModule]
 

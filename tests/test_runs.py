@@ -20,12 +20,11 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import FIT, REPO, run_cli, run_command
 
 from fashion_lab import AtomicCheckpointIO, ConfigError, RunLogger
 from fashion_lab.synthetic import write_idx_set
+from tests.helpers.commands import FIT, run_cli, run_command
 
-TESTS = Path(__file__).resolve().parent
 STEPS = 13  # optimizer steps an epoch: 400 training images (of 500) in batches of 32
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "16"]
 
@@ -58,8 +57,8 @@ def failed_write_then_resume(folder: Path, *extra: str, kill: bool) -> None:
     """fit 2 epochs with epoch 1's checkpoint failing halfway; check what is left; resume; check the result."""
     write_idx_set(folder / "data", n_train=500, n_test=20)
     fit = [*FIT, "--data.steps_per_execution", "1", "--trainer.max_epochs", "2", *extra]
-    limit = ["--trainer.callbacks+=test_runs.FileSizeLimit", f"--trainer.callbacks.kill={str(kill).lower()}"]
-    result = run_cli([*fit, *limit], folder, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]))
+    limit = ["--trainer.callbacks+=tests.test_runs.FileSizeLimit", f"--trainer.callbacks.kill={str(kill).lower()}"]
+    result = run_cli([*fit, *limit], folder)
     checkpoints = folder / "lightning_logs" / "version_0" / "checkpoints"
     if kill:  # killed in the middle of writing the temporary file: only it is partial
         assert result.returncode == -signal.SIGXFSZ, result.stderr[-3000:]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from conftest import SYNTHETIC, run_cli
 
 from fashion_lab import KerasSummary, MLPClassifier, keras_summary
 from fashion_lab.summary import keras_layers
+from tests.helpers.commands import SYNTHETIC, run_cli
 
 SEED_TABLE = """\
 Model: "sequential"

@@ -8,10 +8,11 @@ python -m fashion_lab.cli test --ckpt_path last                  # the newest ru
 tensorboard --logdir lightning_logs
 
 lightning_cli: the LightningCLI subclass, `cli_main` and `make_cli`; signals: stopping on SIGINT/SIGTERM;
-checkpoints: reading, resolving `last`, cleaning up; user_errors: a mistake as one `error: ... Fix: ...` line.
+checkpoints: the run a checkpoint belongs to, the data it names, cleaning up; user_errors: a mistake as one
+`error: ... Fix: ...` line.
 """
 
-from fashion_lab.cli.checkpoints import CheckpointError, read_checkpoint
+from fashion_lab.checkpoints import CheckpointError, read_checkpoint
 from fashion_lab.cli.lightning_cli import DESCRIPTION, FashionLabCLI, cli_main, make_cli, trainer_defaults
 from fashion_lab.cli.signals import EXIT_STATUS, Stopped, StopSignals, command_line, exit_status
 from fashion_lab.cli.user_errors import user_error_message

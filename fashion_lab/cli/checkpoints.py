@@ -1,31 +1,25 @@
-"""Checkpoints on the command line: reading one safely, resolving `--ckpt_path last`, the run it belongs to, the
-data module it names, and the partial files a killed save leaves."""
+"""Checkpoints on the command line: the callbacks that write them, `--ckpt_path` resolved into the run it belongs to,
+the data module a checkpoint names, and the partial files a killed save leaves. Reading a checkpoint, and what it
+holds, is `fashion_lab.checkpoints`."""
 
 from __future__ import annotations
 
 import importlib
 import os
-import pickle
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from jsonargparse import Namespace
 from lightning import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from fashion_lab.errors import ConfigError
+from fashion_lab.checkpoints import CheckpointError, resolve
 
 # the CLI's best-epoch checkpoint; dropped when there is no validation set to rank by
 BEST = "epoch={epoch}-val_acc={val/acc:.4f}"
-
-
-class CheckpointError(ConfigError):
-    """--ckpt_path names a file that is missing, not a Lightning checkpoint, or crafted to run code."""
 
 
 def checkpoint_callbacks() -> list[ModelCheckpoint]:
@@ -35,34 +29,6 @@ def checkpoint_callbacks() -> list[ModelCheckpoint]:
     """
     best = ModelCheckpoint(monitor="val/acc", mode="max", filename=BEST, auto_insert_metric_name=False)
     return [best, ModelCheckpoint(filename="last", enable_version_counter=False)]
-
-
-CKPT_FIX = "Fix: pass a .ckpt that fit wrote (lightning_logs/version_N/checkpoints/)."
-
-
-def read_checkpoint(path: str) -> dict:
-    """torch.load with weights_only=True (tensors and plain data only: a crafted pickle cannot run code), and one
-    CheckpointError naming the file for whatever else it holds."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if found is None:
-            raise CheckpointError(
-                f"checkpoint {path} is truncated or not a checkpoint (unreadable pickle). {CKPT_FIX}"
-            ) from e
-        raise CheckpointError(
-            f"checkpoint {path} holds a Python object ({found.group(1)}) that would run code when loaded; refused. "
-            f"{CKPT_FIX} Load only checkpoints from a source you trust."
-        ) from e
-    except Exception as e:  # torch.load fails on a bad file with errors of many types, none naming the file
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or not a checkpoint ({type(e).__name__}: {e}). {CKPT_FIX}"
-        ) from e
-    if not (isinstance(checkpoint, dict) and {"state_dict", "hyper_parameters"} <= checkpoint.keys()):
-        # a plain torch.save file (a state dict, a tensor): Lightning would fail on a missing key, naming no file
-        raise CheckpointError(f"checkpoint {path} holds no model weights and settings (not written by fit). {CKPT_FIX}")
-    return checkpoint
 
 
 def data_defaults(checkpoint: dict, path: str) -> dict[str, Any] | None:
@@ -96,25 +62,13 @@ def tensorboard_args(logger: object) -> Namespace | None:
 
 
 def resolve_ckpt_path(config: Namespace, subcommand: str) -> None:
-    """`last` = the newest run's last.ckpt (Lightning would look in the new, empty run). The checkpoint's run
-    takes this command's output: a resumed fit and a test log into it (TensorBoard shows one run), and predict
-    writes its CSV there (or to --output) without opening a run of its own."""
+    """`last` = the newest run's last.ckpt in the logger's folder (`fashion_lab.checkpoints.resolve`). The
+    checkpoint's run takes this command's output: a resumed fit and a test log into it (TensorBoard shows one run),
+    and predict writes its CSV there (or to --output) without opening a run of its own."""
     args = tensorboard_args(config.trainer.logger)
     runs = Path(args.save_dir) / args.name if args is not None else Path("lightning_logs")
-    if config.ckpt_path == "last":
-        found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
-        if not found:
-            raise CheckpointError(
-                f"--ckpt_path last: no {runs}/version_*/checkpoints/last.ckpt to resume. "
-                "Fix: start without --ckpt_path, or give the path of a checkpoint."
-            )
-        config.ckpt_path = str(found[-1])
+    config.ckpt_path = resolve(config.ckpt_path, runs)
     ckpt = Path(config.ckpt_path)
-    if not ckpt.is_file():
-        raise CheckpointError(
-            f"checkpoint {ckpt} does not exist. Fix: pass a .ckpt that fit wrote "
-            "(lightning_logs/version_N/checkpoints/), or --ckpt_path last to resume the newest run."
-        )
     run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else None
     if subcommand == "predict":  # Trainer(logger=False) writes to default_root_dir: no events file, no new run
         config.trainer.logger = False

@@ -11,20 +11,23 @@ from typing import Literal
 
 import lightning as L
 import torch
+import yaml
 from lightning import LightningDataModule
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from fashion_lab.callbacks import FiniteGuard, RNGState, TensorBoardFigures, TensorBoardHParams
-from fashion_lab.cli.checkpoints import (
-    BEST,
-    checkpoint_callbacks,
-    data_defaults,
-    last_checkpoint,
-    read_checkpoint,
-    resolve_ckpt_path,
+from fashion_lab.callbacks import (
+    FiniteGuard,
+    HiddenUnitsImage,
+    RNGState,
+    TensorBoardFigures,
+    TensorBoardHParams,
+    WeightHistograms,
 )
+from fashion_lab.callbacks.progress import KerasProgressBar
+from fashion_lab.checkpoints import read_checkpoint
+from fashion_lab.cli.checkpoints import BEST, checkpoint_callbacks, data_defaults, last_checkpoint, resolve_ckpt_path
 from fashion_lab.cli.notices import quiet_lightning_chatter, say_training_device
 from fashion_lab.cli.signals import (
     EXIT_STATUS,
@@ -35,8 +38,9 @@ from fashion_lab.cli.signals import (
     stopped_message,
 )
 from fashion_lab.cli.user_errors import exit_on_user_error, lightning_refused
-from fashion_lab.errors import ConfigError
+from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
+from fashion_lab.picture_files import ImageFilesDataModule  # noqa: F401 (imported: `--data ImageFilesDataModule`)
 from fashion_lab.predictions import CSVPredictionWriter
 from fashion_lab.summary import KerasSummary
 
@@ -94,8 +98,8 @@ class FashionLabCLI(LightningCLI):
             help="flush denormal floats (below 1.2e-38) to zero on x86 CPUs, as TensorFlow's threads do: the same "
             "accuracy, without the slow path that tiny weights take (a fit with L2 1e-3 ran 1.6x slower without it)",
         )
-        # Keras' steps_per_execution: 32 batch-32 optimizer steps per Lightning step, the same updates at a third of
-        # the wall time (the framework's per-step cost dominates for this 0.1M-parameter MLP). 1 = plain batches.
+        # Keras' steps_per_execution: 32 optimizer steps per Lightning step, the same updates with the framework's
+        # per-step cost, larger than this small network's step, paid once per 32 (1 = plain batches)
         parser.set_defaults(
             {"data": {"class_path": "fashion_lab.FashionMNISTDataModule", "init_args": {"steps_per_execution": 32}}}
         )
@@ -109,6 +113,7 @@ class FashionLabCLI(LightningCLI):
         jsonargparse applies defaults only while parsing, so those parse a second time.
         """
         self.args = args  # kept for the command that resumes after a signal
+        check_configs_have_settings(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if not subcommand or self.config[subcommand].get("ckpt_path") is None:
@@ -129,12 +134,21 @@ class FashionLabCLI(LightningCLI):
         torch.set_flush_denormal(config.get("flush_denormal", True))
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_config = config.get("trainer", {})
+        callbacks = trainer_config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]  # one callback may come bare
+        own_bar = any(isinstance(cb, ProgressBar) for cb in callbacks)
+        if trainer_config.get("enable_progress_bar") is False or own_bar:
+            # Lightning refuses a progress-bar callback beside enable_progress_bar=False, or a second one
+            defaults = [cb for cb in self.trainer_defaults["callbacks"] if not isinstance(cb, KerasProgressBar)]
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": defaults}
+        check_trainer_counts(trainer_config)
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (ValueError, TypeError, ImportError, MisconfigurationException) as e:
             # The Trainer checks its own arguments, and every one of them comes from the command line or a config.
             raise ConfigError(lightning_refused(e)) from e
-        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         if config.get("trainer", {}).get("enable_model_summary") is False:
             # Lightning's flag only stops it adding a default summary; the CLI's own is a callback, so drop it here
             trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, KerasSummary)]
@@ -179,7 +193,14 @@ class FashionLabCLI(LightningCLI):
             return
         best = self.config.fit.test_weights == "best" and self.trainer.checkpoint_callback
         ckpt = self.trainer.checkpoint_callback.best_model_path if best else ""
-        (scores,) = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None, verbose=False)
+        bar = self.trainer.progress_bar_callback
+        if bar is not None:  # the Test line below is this evaluation's one line
+            bar.disable()
+        try:
+            (scores,) = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None, verbose=False)
+        finally:
+            if bar is not None:
+                bar.enable()
         print(
             f"Test ({'checkpoint ' + os.path.basename(ckpt) if ckpt else 'last weights'}): "
             f"loss {scores['test/loss']:.4f} - acc {scores['test/acc']:.4f} - "
@@ -204,6 +225,50 @@ class FashionLabCLI(LightningCLI):
         return Stopped(message if trainer.is_global_zero else "", exit_status(sig, trainer))
 
 
+def check_trainer_counts(trainer: dict) -> None:
+    """The Trainer's counts that Lightning accepts below their meaningful range and then ignores or misreads (a
+    negative log_every_n_steps logs at odd steps, a negative min_epochs is no minimum): refused, naming the option."""
+    get = trainer.get
+    check(
+        [
+            (f"trainer.{name}", get(name), get(name) is None or get(name) >= low, allowed)
+            for name, low, allowed in [
+                ("log_every_n_steps", 0, "an integer >= 0 (0: no per-step logging)"),
+                ("min_epochs", 0, "an integer >= 0, or null"),
+                ("min_steps", 0, "an integer >= 0, or null"),
+                ("check_val_every_n_epoch", 1, "an integer >= 1, or null (validate by val_check_interval only)"),
+                ("num_sanity_val_steps", -1, "an integer >= 0, or -1 (the whole validation set)"),
+                ("accumulate_grad_batches", 1, "an integer >= 1"),
+                ("gradient_clip_val", 0, "a number >= 0, or null"),
+                ("reload_dataloaders_every_n_epochs", 0, "an integer >= 0"),
+            ]
+        ]
+    )
+
+
+def check_configs_have_settings(args: list[str]) -> None:
+    """An empty --config file (or one of comments only) named as such; jsonargparse says "Unexpected config: "."""
+    for arg, following in zip(args, [*args[1:], None], strict=True):
+        if arg in ("--config", "-c"):
+            given = following
+        elif arg.startswith("--config="):
+            given = arg.removeprefix("--config=")
+        else:
+            continue
+        if not given or not os.path.isfile(given):
+            continue
+        with open(given, encoding="utf-8", errors="replace") as f:
+            try:
+                settings = yaml.safe_load(f)
+            except yaml.YAMLError:  # jsonargparse names what it cannot parse
+                continue
+            if settings is None:
+                raise ConfigError(
+                    f"--config {given} holds no settings (it is empty, or comments only). Fix: put settings in it "
+                    "(`fashion-lab fit --print_config` prints them all), or leave --config out."
+                )
+
+
 class SaveRunConfig(SaveConfigCallback):
     """config.yaml records how a run was trained: only `fit` writes it, so a validate, test or predict with the
     run's checkpoint never replaces it."""
@@ -219,17 +284,22 @@ def trainer_defaults(hparams: dict | None = None) -> dict:
     return {
         "max_epochs": 5,  # the seed: model.fit(..., epochs=5)
         "logger": {
-            "class_path": "fashion_lab.RunLogger",  # TensorBoard; each run claims its own version_N folder
-            "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
+            # TensorBoard in Keras' layout (train and validation runs, step = epoch) with the model's graph; each run
+            # claims its own version_N folder
+            "class_path": "fashion_lab.KerasTensorBoardLogger",
+            "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False, "log_graph": True},
         },
         "plugins": [{"class_path": "fashion_lab.AtomicCheckpointIO"}],
         "log_every_n_steps": 10,  # an epoch is 47 steps at steps_per_execution 32; Lightning warns above that
         "callbacks": [
             *checkpoint_callbacks(),
             KerasSummary(),  # Keras' model.summary(): one row per Keras layer, exact parameter counts
+            KerasProgressBar(),  # Keras' fit console: Epoch k/N, then one line per epoch with its metrics
             LearningRateMonitor(logging_interval="step"),  # TensorBoard shows the schedule (lr-<Optimizer>)
             TensorBoardFigures(),
             TensorBoardHParams(hparams),  # the HPARAMS tab: hyperparameters with the run's results
+            WeightHistograms(),  # Keras' histogram_freq=1: HISTOGRAMS and DISTRIBUTIONS
+            HiddenUnitsImage(),  # IMAGES: the first Dense kernel, a tile per unit
             CSVPredictionWriter(),
             FiniteGuard(),
             RNGState(),
@@ -276,7 +346,9 @@ def make_cli(
     defaults["callbacks"] += callbacks or []
     return FashionLabCLI(
         MLPClassifier,
-        LightningDataModule,  # any data module: the data sets, or ImageFilesDataModule for predict
+        # any data module: the data sets, or ImageFilesDataModule for predict (jsonargparse finds a short class name
+        # such as `--data ImageFilesDataModule` among the subclasses imported)
+        LightningDataModule,
         subclass_mode_data=True,
         seed_everything_default=42,
         trainer_defaults=defaults,

@@ -14,13 +14,15 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 # rank_zero_info(...) logs through "lightning.pytorch.utilities.rank_zero"; the CUDA line through the accelerator's
 CHATTER = re.compile(
     r"^(GPU available: |TPU available: |HPU available: |💡 Tip: |LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES"
-    r"|Trainer already configured with model summary callbacks)"
+    r"|Trainer already configured with model summary callbacks"
+    r"|`Trainer.fit` stopped: `max_epochs=\d+` reached)"  # the normal end: Keras says nothing either
 )
 LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda")
 
 
 class Chatter(logging.Filter):
-    """Drops Lightning's accelerator-availability lines, its summary-callback notice and its product tips."""
+    """Drops Lightning's accelerator-availability lines, its summary-callback notice, its product tips and its notice
+    that fit reached max_epochs (it would land between the last epoch's header and its line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return CHATTER.match(str(record.msg)) is None

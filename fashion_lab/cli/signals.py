@@ -60,7 +60,7 @@ def slurm_requeues(trainer: L.Trainer) -> bool:
     """Lightning's SLURM auto-requeue is on: it requeues the job on SLURM's warning signal and expects status 0."""
     # Private, checked against Lightning 2.6.6: Lightning's signal connector decides on requeueing from this very
     # attribute, and no public one holds the environment for single-device runs (trainer.strategy has it only when
-    # parallel). tests/test_lightning_private.py fails if either side changes.
+    # parallel). tests/project/test_private_members.py fails if either side changes.
     environment = trainer._accelerator_connector.cluster_environment
     return isinstance(environment, SLURMEnvironment) and environment.auto_requeue
 

@@ -9,8 +9,7 @@ import sys
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from fashion_lab.errors import ConfigError, NonFiniteLossError
-from fashion_lab.sources import DataError
+from fashion_lab.errors import ClassCountError, ConfigError, DataError, NonFiniteLossError
 
 # Mistakes in a config, a data file, a folder or a checkpoint: one line, not a traceback (FASHION_LAB_DEBUG=1 shows it).
 # Only the package's own error types, Lightning's configuration errors and file-system errors that name a path; a bug
@@ -31,8 +30,18 @@ def exit_on_user_error(e: BaseException) -> None:
     message = user_error_message(e)
     if message is None or os.environ.get("FASHION_LAB_DEBUG"):
         return
-    print(f"error: {message}\n{DEBUG_HINT}", file=sys.stderr)
+    hint = f"\n{DEBUG_HINT}" if traceback_helps(_user_error(e)) else ""
+    print(f"error: {message}{hint}", file=sys.stderr)
     sys.exit(1)
+
+
+def traceback_helps(e: BaseException) -> bool:
+    """Whether the debug hint belongs under this error's line: not under a message that names the option or file, the
+    value and the fix (the package's ConfigError always does, Lightning's refusals name their option, a DataError or
+    loss error when it says "Fix:"), but under a file-system error, where the traceback shows which step met it."""
+    if isinstance(e, ConfigError | MisconfigurationException):
+        return False
+    return not (isinstance(e, DataError | NonFiniteLossError) and " Fix: " in str(e))
 
 
 def _user_error(e: BaseException) -> BaseException | None:
@@ -56,7 +65,24 @@ def lightning_refused(e: BaseException) -> str:
     )
 
 
+def _class_count(e: ClassCountError) -> str:
+    """The CLI's words: its model takes `num_classes` from the data (`data.num_classes` → `model.num_classes`)."""
+    if e.source == "checkpoint":
+        return (
+            f"the checkpoint was trained for {e.other} classes, but this model (linked from the data) has "
+            f"{e.model}. Fix: use the data module the checkpoint was trained on "
+            "(its run's config.yaml; for picture files, --data.classes with its data set's name), "
+            "or train a new model on this data."
+        )
+    return (
+        f"the model has {e.model} classes, but the data has {e.other}. Fix: leave model.num_classes to the link "
+        "from data.num_classes (do not set it in a config)."
+    )
+
+
 def _message(e: BaseException) -> str:
+    if isinstance(e, ClassCountError):
+        return _class_count(e)
     if isinstance(e, MisconfigurationException):
         return lightning_refused(e)
     if isinstance(e, OSError) and e.filename and not isinstance(e, DataError):

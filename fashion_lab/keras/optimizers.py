@@ -6,7 +6,7 @@ The names are Keras' and so are the update rules, which differ from torch's clas
 - SGD's momentum holds lr-scaled steps (torch's holds gradients; the two part once the learning rate changes);
 - `weight_decay` is decoupled in every optimizer (`w -= w·wd·lr` before the update), AdamW's default is 0.004.
 Every optimizer takes Keras' `clipnorm`, `clipvalue`, `global_clipnorm` and `gradient_accumulation_steps`.
-tests/test_optim.py checks them against real Keras (its fixture: scripts/make_keras_fixture.py).
+tests/keras/test_optim.py checks them against real Keras (its fixture: scripts/make_keras_fixture.py).
 
 >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
 >>> opt = SGD([w], lr=0.1, clipvalue=0.5)

@@ -1,7 +1,7 @@
 """Keras 3's learning-rate schedules and its ReduceLROnPlateau callback, as torch schedulers.
 
 A Keras `LearningRateSchedule` is a function of the optimizer's step count, so each is stepped once per optimizer
-update; ReduceLROnPlateau is stepped once per epoch with the monitored value. tests/test_optim.py checks them
+update; ReduceLROnPlateau is stepped once per epoch with the monitored value. tests/keras/test_optim.py checks them
 against real Keras.
 
 >>> w = torch.nn.Parameter(torch.zeros(1))

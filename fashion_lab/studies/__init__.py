@@ -18,4 +18,33 @@ the same study), storage (opening it, creating or joining a study, claiming tria
 fit, the worker loop), recorder (the Lightning callback each fit reports through), results (progress, summary, the
 winner as a config), stats (mean ± sd, Welch's interval, verdicts), report (reports/seed_study.md's sections), and
 command (`python -m fashion_lab.studies`).
+
+Optuna and SciPy are the `studies` extra (`pip install -e '.[studies]'`): the model, the data modules, the callbacks
+and the CLI never import them, so fashion_lab installs beside projects that pin another Optuna.
 """
+
+from __future__ import annotations
+
+import sys
+
+EXTRA = ("optuna", "scipy")
+FIX = "Fix: pip install -e '.[studies]' (or pip install 'fashion_lab[studies]')."
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fashion_lab.studies` (and `fashion-lab-study`): the command, or one `error:` line when the studies
+    extra is not installed."""
+    try:
+        import optuna  # noqa: F401
+        import scipy  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] not in EXTRA:
+            raise
+        print(
+            f"error: {e.name} is not installed: the studies need Optuna and SciPy, an optional extra. {FIX}",
+            file=sys.stderr,
+        )
+        return 1
+    from fashion_lab.studies.command import main as command
+
+    return command(argv)

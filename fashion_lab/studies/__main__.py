@@ -2,6 +2,6 @@
 
 import sys
 
-from fashion_lab.studies.command import main
+from fashion_lab.studies import main
 
 sys.exit(main())

@@ -13,7 +13,7 @@ import optuna
 
 from fashion_lab.keras.layers import Activation
 
-# configs/tutorial_as_printed.yaml as overrides of the seed's settings (tests/test_tutorial.py checks they agree)
+# configs/tutorial_as_printed.yaml as overrides of the seed's settings (tests/studies/test_tutorial.py: they agree)
 TUTORIAL_AS_PRINTED = {
     "data.batch_size": 60,
     "data.eval_batch_size": 32,
@@ -62,14 +62,12 @@ SEARCH = "search"
 STUDIES = (*GRIDS, SEARCH)
 
 
-# A search fit trains for at most this long (Lightning's max_time: training and validation), so that the whole fit,
-# imports and test included, stays within the 120 s the issue allows on a 2-core CPU: at 110 s, the committed
-# search's winner took 118.6-119.3 s in all (three seeds), too close; 105 s leaves a margin.
+# A search fit's training and validation (Lightning's max_time): with imports and the test, a fit stays within 120 s
 SEARCH_MAX_TIME = "00:00:01:45"
 
 
-# The search's first trial: configs/best_mlp.yaml, the network found by hand (0.8923 in 83 s), so that TPE starts
-# from the best known point instead of only from random ones.
+# The search's first trial: configs/best_mlp.yaml, the network found by hand, so that TPE starts from the best known
+# point instead of only from random ones.
 SEARCH_START = {
     "depth": 2, "width": 512, "batch_size": 128, "optimizer": "adam", "dropout": 0.4, "activation": "relu",
     "lr": 1e-3, "lr_schedule": "constant", "weight_decay": 1e-4, "label_smoothing": 0.0, "epochs": 40,

@@ -3,6 +3,7 @@ needs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -12,6 +13,17 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 HIST_RANGE, HIST_BINS = (-0.3, 0.3), 120  # the first Dense kernel's histogram, kept per trial for the report
+
+
+def scores_from_test(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """A test's own metrics by their short names; per-class and other nested names (test/x/y) are left out.
+
+    >>> scores_from_test({"test/acc": 0.875, "test/loss": 0.5, "test/recall/shirt": 0.25, "val/acc": 0.75})
+    {'acc': 0.875, 'loss': 0.5}
+    """
+    return {
+        k.removeprefix("test/"): float(v) for k, v in metrics.items() if k.startswith("test/") and k.count("/") == 1
+    }
 
 
 class TrialRecorder(L.Callback):

@@ -18,7 +18,6 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
-from torch import nn
 
 import fashion_lab
 from fashion_lab import MLPClassifier
@@ -29,6 +28,7 @@ from fashion_lab.studies.experiments import SEARCH
 from fashion_lab.studies.results import grid_results
 from fashion_lab.studies.stats import mean_sd, verdict, welch
 from fashion_lab.studies.storage import load
+from fashion_lab.summary import keras_layers
 
 SECTIONS = {
     "loss": "Q7 loss",
@@ -39,20 +39,17 @@ SECTIONS = {
 
 
 def parameter_table(num_classes: int) -> list[str]:
-    """Keras' model.summary(), with the arithmetic behind each count (the seed's question 1)."""
-    model = MLPClassifier(num_classes=num_classes)
+    """Keras' model.summary() rows (`keras_layers`, the rows `keras_summary` prints), with the arithmetic behind each
+    Dense count (the seed's question 1)."""
+    layers = keras_layers(MLPClassifier(num_classes=num_classes).net)
     rows = ["| layer | output shape | parameters | why |", "|---|---|---:|---|"]
-    width = 784
-    for name, layer in model.net.named_children():
-        if isinstance(layer, nn.Linear):
-            n = sum(p.numel() for p in layer.parameters())
-            why = f"{width} inputs × {layer.out_features} units + {layer.out_features} biases"
-            rows.append(f"| {name} (Dense) | (None, {layer.out_features}) | {n:,} | {why} |")
-            width = layer.out_features
-        else:
-            rows.append(f"| {name} ({type(layer).__name__}) | (None, {width}) | 0 | |")
-    total = sum(p.numel() for p in model.parameters())
-    rows.append(f"| **total** | | **{total:,}** | |")
+    width = None
+    for name, kind, shape, params in layers:
+        units = shape[-1]
+        why = f" {width} inputs × {units} units + {units} biases " if kind == "Dense" else " "
+        rows.append(f"| {name} ({kind}) | ({', '.join(map(str, shape))}) | {params:,} |{why}|")
+        width = units
+    rows.append(f"| **total** | | **{sum(layer[-1] for layer in layers):,}** | |")
     return rows
 
 
@@ -113,7 +110,7 @@ def grid_section(storage: Any, name: str, data: str, out: Path, heading: str) ->
     """A grid study's table (mean ± sd, difference to the seed's variant), verdicts, curves and weight figures."""
     found = find(storage, study_name(name, data))
     if found is None:
-        return [heading, "", f"Not run yet: `python -m fashion_lab.study {name}{data_option(data)}`.", ""]
+        return [heading, "", f"Not run yet: `python -m fashion_lab.studies {name}{data_option(data)}`.", ""]
     s, spec = found
     metric = spec.metric
     results = grid_results(s, spec)
@@ -166,7 +163,7 @@ def confusion_section(storage: Any, data: str, out: Path) -> list[str]:
     found = find(storage, study_name("loss", data))
     heading = ["## Q2: which items get confused?", ""]
     if found is None or not (trials := next(iter(grid_results(*found).values()))):
-        return [*heading, f"Not run yet: `python -m fashion_lab.study loss{data_option(data)}`.", ""]
+        return [*heading, f"Not run yet: `python -m fashion_lab.studies loss{data_option(data)}`.", ""]
     classes = list(getattr(fashion_lab, data.rsplit(".", 1)[-1]).classes)
     confmat = torch.tensor([t.user_attrs["confusion"] for t in trials]).sum(dim=0)
     confusion_matrix_figure(confmat, classes, f"test set, seed network, {len(trials)} seeds summed").save(
@@ -192,7 +189,7 @@ def search_section(storage: Any, data: str, out: Path) -> list[str]:
     found = find(storage, study_name(SEARCH, data))
     option = data_option(data)
     if found is None or not any(t.state == TrialState.COMPLETE for t in found[0].get_trials(deepcopy=False)):
-        return [*heading, f"Not run yet: `python -m fashion_lab.study search{option}`.", ""]
+        return [*heading, f"Not run yet: `python -m fashion_lab.studies search{option}`.", ""]
     s, spec = found
     trials = s.get_trials(deepcopy=False)
     done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)
@@ -216,7 +213,7 @@ def search_section(storage: Any, data: str, out: Path) -> list[str]:
         f"{produced(s, spec)} Trials: {counts['complete']} complete, {counts['pruned']} pruned (Lightning callback "
         f"reporting val/{spec.metric} each epoch to a median pruner), {counts['fail']} failed. Ranked by the best "
         "validation score; the test score is shown, never used to choose. Write the winner as a config: "
-        f"`python -m fashion_lab.study search{option} --write-config configs/search_best.yaml`.",
+        f"`python -m fashion_lab.studies search{option} --write-config configs/search_best.yaml`.",
         "",
         *rows,
         "",
@@ -262,7 +259,7 @@ def k49_section(storage: Any, out: Path) -> list[str]:
             "Get the four files: `python -m fashion_lab.cli fit --config configs/k49.yaml` downloads them "
             f"(md5-checked) from {mirror} into `data/K49/raw/`, or download `k49-train-imgs.npz`, "
             "`k49-train-labels.npz`, `k49-test-imgs.npz` and `k49-test-labels.npz` from there into `data/`. Then "
-            "`python -m fashion_lab.study loss --data K49DataModule` (and activation, dropout, regularization, "
+            "`python -m fashion_lab.studies loss --data K49DataModule` (and activation, dropout, regularization, "
             "search) and this script again.",
             "",
         ]
@@ -299,8 +296,7 @@ def produced(s: optuna.Study, spec: StudyDefinition) -> str:
     fit = sum(t.user_attrs.get("seconds", 0.0) for t in trials)
     workers = len({t.user_attrs.get("worker") for t in trials})
     seeds = f" --seeds {spec.seeds}" if isinstance(spec, GridStudy) else ""
-    # fashion_lab.study: the command's earlier name (still runs), as in the committed report
-    command = shlex.join(["python", "-m", "fashion_lab.study", spec.study, *spec.fit_args]) + seeds
+    command = shlex.join(["python", "-m", "fashion_lab.studies", spec.study, *spec.fit_args]) + seeds
     return (
         f"Produced by `{command}`{data_option(spec.data)}: {plural(len(trials), 'trial')} by "
         f"{plural(workers, 'worker process', 'worker processes')} "

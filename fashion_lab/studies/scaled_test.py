@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning as L
 
-from fashion_lab.studies.recorder import TrialRecorder
+from fashion_lab.studies.recorder import TrialRecorder, scores_from_test
 
 
 def scaled_test(trainer: L.Trainer, recorder: TrialRecorder) -> dict[str, Any]:
@@ -21,5 +21,4 @@ def scaled_test(trainer: L.Trainer, recorder: TrialRecorder) -> dict[str, Any]:
         (scores,) = trainer.test(trainer.lightning_module, datamodule=trainer.datamodule, verbose=False)
     finally:
         test_set.unscaled = True
-    test = {k[5:]: float(v) for k, v in scores.items() if k.startswith("test/") and k.count("/") == 1}
-    return {"test_scaled": test, "confusion_scaled": recorder.confmat.compute().tolist()}
+    return {"test_scaled": scores_from_test(scores), "confusion_scaled": recorder.confmat.compute().tolist()}

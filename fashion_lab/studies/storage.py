@@ -30,8 +30,8 @@ def open_storage(url: str, heartbeat: int | None = None) -> RDBStorage:
     """Optuna's RDB storage at `url` (heartbeat: seconds between a running trial's beats; stale after 3 missed).
 
     SQLite: pysqlite begins a transaction only at the first write, so two processes can both read a trial as WAITING
-    and both claim it (measured: 14 double claims in 150 with three processes). BEGIN IMMEDIATE makes each Optuna
-    session take the write lock first, as PostgreSQL's SELECT ... FOR UPDATE does.
+    and both claim it. BEGIN IMMEDIATE makes each Optuna session take the write lock first, as PostgreSQL's
+    SELECT ... FOR UPDATE does.
     """
     from sqlalchemy import event, exc
     from sqlalchemy.engine import make_url

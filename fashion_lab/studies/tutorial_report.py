@@ -53,12 +53,7 @@ def keras_runs(path: Path) -> list[dict[str, Any]]:
 def keras_values(runs: list[dict], loss: str, metric: str, scaled: bool) -> dict[str, list[float]]:
     """Per Keras version, the seeded runs' evaluate values ("tf.keras 2.15.0": [...])."""
     index, key = (0 if metric == "loss" else 1), "evaluate_scaled" if scaled else "evaluate_unscaled"
-    out: dict[str, list[float]] = {}
-    for run in runs:
-        if run["loss"] == loss and run["seed"] is not None and key in run:
-            name = ("tf.keras " if run["keras"].startswith("2") else "Keras ") + run["keras"]
-            out.setdefault(name, []).append(run[key][index])
-    return out
+    return {version: [run[key][index] for run in rs] for version, rs in keras_by_version(runs, loss, key).items()}
 
 
 def keras_cell(runs: list[dict], variant: str, metric: str, digits: int) -> str:
@@ -117,7 +112,7 @@ def schedule_text() -> list[str]:
         "(`match_dtype_and_rank`, K2 `engine/compile_utils.py:843-846`), and `mean((y_pred - y_true)**2, "
         "axis=-1)` broadcasts it against the (N, 10) softmax: per image mean_k (y − p_k)². Keras 3 does not expand "
         "(K3 `losses/loss.py:131-136`) and stops with `Dimensions must be equal, but are 60 and 10`. "
-        "fashion_lab's `one_hot_targets: false` is tf.keras 2's broadcast (tests/test_tutorial.py checks it "
+        "fashion_lab's `one_hot_targets: false` is tf.keras 2's broadcast (tests/studies/test_tutorial.py checks it "
         "against the closed form).",
         "- **`metrics=['accuracy']` is sparse categorical accuracy** for both losses (argmax == integer label; "
         "K3 `trainers/compile_utils.py:40-74`, K2 `engine/compile_utils.py:664-683`).",
@@ -241,7 +236,7 @@ def confusion_text(trials: list[FrozenTrial], runs: list[dict]) -> list[str]:
         unscaled = [t.user_attrs["confusion"][true][pred] for t in trials]
         keras = "; ".join(
             f"{v}: {', '.join(str(r['confusion_scaled'][key]) for r in rs)}"
-            for v, rs in keras_by_version(runs, "sce").items()
+            for v, rs in keras_by_version(runs, "sce", "confusion_scaled").items()
         )
         rows.append(
             f"| {name} | {printed} | {', '.join(map(str, scaled))} | {statistics.fmean(scaled):.0f} | "
@@ -263,10 +258,12 @@ def inside_counts(trials: list[FrozenTrial], key: str) -> bool:
     return min(counts) <= printed <= max(counts)
 
 
-def keras_by_version(runs: list[dict], loss: str) -> dict[str, list[dict]]:
+def keras_by_version(runs: list[dict], loss: str, key: str) -> dict[str, list[dict]]:
+    """The seeded runs of `loss` that hold `key`, by Keras version as the report names it ("tf.keras 2.15.0",
+    "Keras 3.15.1")."""
     out: dict[str, list[dict]] = {}
     for run in runs:
-        if run["loss"] == loss and run["seed"] is not None and "confusion_scaled" in run:
+        if run["loss"] == loss and run["seed"] is not None and key in run:
             out.setdefault(("tf.keras " if run["keras"].startswith("2") else "Keras ") + run["keras"], []).append(run)
     return out
 

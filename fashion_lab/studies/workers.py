@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from fashion_lab.cli import make_cli, user_error_message
 from fashion_lab.studies.definition import StudyDefinition, study_name
 from fashion_lab.studies.experiments import as_args
-from fashion_lab.studies.recorder import TrialRecorder
+from fashion_lab.studies.recorder import TrialRecorder, scores_from_test
 from fashion_lab.studies.results import progress
 from fashion_lab.studies.scaled_test import scaled_test
 from fashion_lab.studies.storage import StudyError, claim, load, open_storage, requeue, trial_id
@@ -142,9 +142,7 @@ def record(
     seconds: float,
 ) -> str:
     """Store what the report needs, and tell the trial's value (the definition's score of it)."""
-    scores = {
-        k[5:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/") and k.count("/") == 1
-    }
+    scores = scores_from_test(trainer.callback_metrics)
     curves = recorder.curves()
     best_val = max((v for v in curves.get(f"val/{spec.metric}", []) if v is not None), default=float("nan"))
     attrs = {"test": scores, "curves": curves, "best_val": best_val, "seconds": seconds}

@@ -1,0 +1,28 @@
+"""The benchmark scripts run end to end (how fast is for the scripts to print, never for a test to assert)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.commands import run_command
+from tests.helpers.paths import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
+
+
+def test_benchmark_one_tiny_round(tmp_path: Path) -> None:
+    cmd = [str(REPO / "scripts" / "benchmark.py"), "--repeats", "1", "--epochs", "1", "--no-k49"]
+    result = run_command(cmd, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| (a) hand-written PyTorch loop |" in result.stdout
+    for row in ("(b) `python -m fashion_lab.cli fit`", "(c) README library example", "(d) README library example"):
+        ratio = result.stdout.split(f"| {row}")[1].split("|")[3]
+        assert ratio.strip().endswith("×") and float(ratio.strip()[:-1]) > 0, row
+
+
+def test_benchmark_data_prints_ratio(tmp_path: Path) -> None:
+    result = run_command([str(REPO / "scripts" / "benchmark_data.py"), "--k49-size", "5000"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ratio (torchvision / ours)" in result.stdout and "K49-sized synthetic train epoch" in result.stdout
