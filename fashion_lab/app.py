@@ -33,7 +33,7 @@ from fashion_lab.checkpoints import CKPT_FIX, CheckpointError, read_checkpoint, 
 from fashion_lab.cli.signals import StopSignals
 from fashion_lab.cli.user_errors import exit_on_user_error
 from fashion_lab.datasets import keep_batch
-from fashion_lab.errors import ConfigError, check
+from fashion_lab.errors import ConfigError, check, positive_integer
 from fashion_lab.model import MLPClassifier
 from fashion_lab.picture_files import ImageFiles
 from fashion_lab.pictures import MAX_PIXELS, NO_OBJECT, InvertMode, PictureError, no_object, prepare, read_grey
@@ -249,10 +249,10 @@ def serve(
     check(
         [
             ("port", port, isinstance(port, int) and 0 < port < 65536, "1..65535"),
-            ("top_k", top_k, isinstance(top_k, int) and top_k >= 1, "an integer >= 1"),
-            ("max_pixels", max_pixels, isinstance(max_pixels, int) and max_pixels > 0, "a positive integer"),
+            positive_integer("top_k", top_k),
+            positive_integer("max_pixels", max_pixels),
             ("max_file_size", max_file_size, file_size(max_file_size) is not None, 'a size such as "50MB" or "500KB"'),
-            ("cache_age", cache_age, isinstance(cache_age, int) and cache_age > 0, "a positive number of seconds"),
+            positive_integer("cache_age", cache_age),
             ("auth", "…" if auth else auth, auth is None or (":" in auth and auth.index(":") > 0), '"user:password"'),
         ]
     )

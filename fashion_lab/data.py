@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 
 from fashion_lab.datasets import EpochShuffler, InMemoryImages, MiniBatches, keep_batch, mean_std
-from fashion_lab.errors import ConfigError, DataError
+from fashion_lab.errors import ConfigError, DataError, check, choose, non_negative_integer, positive_integer
 from fashion_lab.sources import candidates, download, find, read_idx, read_npz
 
 
@@ -83,20 +83,16 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         if train_val_test_split is not None:
             raise ConfigError(split_equivalent(train_val_test_split))
-        # Messages in this module's older wording, which tests/data/test_data.py and tests/cli/test_reliability.py
-        # pin down
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if not 0.0 <= val_split < 1.0:
-            raise ConfigError(f"val_split must be in [0, 1) (a fraction; 0 = no validation set), got {val_split!r}.")
-        if split not in ("keras", "random"):
-            raise ConfigError(f"split must be one of 'keras', 'random', got {split!r}.")
-        if num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {num_workers!r}.")
-        if not isinstance(steps_per_execution, int) or steps_per_execution <= 0:
-            raise ConfigError(f"steps_per_execution must be a positive integer, got {steps_per_execution!r}.")
-        if not isinstance(eval_batch_size, int) or eval_batch_size <= 0:
-            raise ConfigError(f"eval_batch_size must be a positive integer, got {eval_batch_size!r}.")
+        check(
+            [
+                positive_integer("batch_size", batch_size),
+                ("val_split", val_split, 0.0 <= val_split < 1.0, "a fraction, 0 <= val_split < 1 (0: none)"),
+                non_negative_integer("num_workers", num_workers),
+                positive_integer("steps_per_execution", steps_per_execution),
+                positive_integer("eval_batch_size", eval_batch_size),
+            ]
+        )
+        choose(dict.fromkeys(("keras", "random")), split, "split")
         self.save_hyperparameters(ignore=["data_dir", "train_val_test_split"])
         self.hparams["data_dir"] = str(data_dir)  # a Path would make checkpoints unloadable with weights_only=True
         self.data_dir = Path(data_dir).expanduser()

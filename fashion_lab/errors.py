@@ -1,14 +1,17 @@
 """The package's user-facing errors, and its one way to check arguments: `check()` for ranges, `choose()` for names.
 
-Each message names the argument, the bad value and what is allowed, and the CLI prints it as one line.
+Each message names the argument, the bad value and what is allowed, and every command prints it as one line
+(`fashion_lab.cli.user_errors.exit_on_user_error`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# An argument's allowed values: a test of the value, and the words for them (`{name}` stands for the argument)
+Rule = tuple[Callable[[Any], bool], str]
 
 
 class ConfigError(ValueError):
@@ -44,6 +47,16 @@ def check(checks: Iterable[tuple[str, Any, bool, str]]) -> None:
             raise ConfigError(f"{argument}={value!r} is out of range; allowed: {allowed}.")
 
 
+def check_rules(rules: Mapping[str, Rule], **values: Any) -> None:
+    """`check()` each value against the rule of its name, in order; a rule is tested only while all before it pass.
+
+    >>> check_rules({"alpha": (lambda v: 0 <= v <= 1, "0 <= {name} <= 1")}, alpha=2.0)
+    Traceback (most recent call last):
+    fashion_lab.errors.ConfigError: alpha=2.0 is out of range; allowed: 0 <= alpha <= 1.
+    """
+    check((name, v, rules[name][0](v), rules[name][1].format(name=name)) for name, v in values.items())
+
+
 def choose(table: Mapping[str, T], value: str, argument: str) -> T:
     """`table[value]`, or a ConfigError naming the argument, the bad value and the allowed words.
 
@@ -61,6 +74,6 @@ def positive_integer(argument: str, value: Any) -> tuple[str, Any, bool, str]:
     return argument, value, isinstance(value, int) and value > 0, "a positive integer"
 
 
-def positive_or_none(argument: str, value: float | None) -> tuple[str, Any, bool, str]:
-    """The `check()` entry for an option that is a positive number, or None for off."""
-    return argument, value, value is None or value > 0, "a positive number, or None (off)"
+def non_negative_integer(argument: str, value: Any) -> tuple[str, Any, bool, str]:
+    """The `check()` entry for an argument that must be an integer >= 0."""
+    return argument, value, isinstance(value, int) and value >= 0, "an integer >= 0"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,16 +25,10 @@ from fashion_lab.errors import ClassCountError, check
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
 from fashion_lab.keras.losses import Loss, LossName
-from fashion_lab.keras.optim import OptimizerName, ScheduleName, check_schedule, make_optimizer, make_schedule
+from fashion_lab.keras.optim import check_optimizer, check_schedule, make_optimizer, make_schedule
 from fashion_lab.keras.schedules import ReduceLROnPlateau
+from fashion_lab.options import OPTIMIZER_OPTIONS, OPTIONS, SCHEDULE_OPTIONS, split_options
 from fashion_lab.steps_per_execution import Batch, StepsPerExecution
-
-# DenseStack's options, which the model takes by name (num_classes is the model's own; the input is 28×28 pixels)
-NETWORK_OPTIONS = {
-    name: p
-    for name, p in inspect.signature(DenseStack).parameters.items()
-    if name not in ("num_classes", "in_features")
-}
 
 
 class MLPClassifier(StepsPerExecution):
@@ -44,7 +38,8 @@ class MLPClassifier(StepsPerExecution):
     A standard automatic-optimization LightningModule for `(x, y)` batches. When the data module hands over lists
     of K mini-batches (Keras' `steps_per_execution=K`, the CLI's default), it takes the K optimizer steps itself
     (`fashion_lab.steps_per_execution`): the same updates, with the framework's per-step cost paid once per list.
-    The network's options (hidden, activation, dropout, ...) are `DenseStack`'s, documented there and passed on.
+    The optimizer's options (optimizer, lr, ...), the schedule's (lr_schedule, ...) and the network's (hidden,
+    activation, dropout, ...) are taken by name and documented where they are declared (`fashion_lab.options`).
 
     Args:
         num_classes: classes C of the output layer: the data module's `num_classes` (the CLI links it from the data;
@@ -54,30 +49,6 @@ class MLPClassifier(StepsPerExecution):
         label_smoothing: Keras' label smoothing of the one-hot target, t = (1 - s)·onehot + s / C.
         focal_gamma: the focal loss' focusing exponent γ.
         one_hot_targets: False reproduces the seed's mse/mae pitfall (integer labels against probabilities).
-        optimizer: adam, adamw, sgd or rmsprop, with Keras' update rules and defaults (`fashion_lab.keras.optim`).
-        lr: learning rate (the schedules' starting value); None = Keras' default (1e-3, sgd 1e-2).
-        weight_decay: Keras' decoupled weight decay, w -= w·wd·lr each update, in any optimizer; None = Keras'
-            default (adamw 0.004, others none). Unlike `kernel_regularizer="l2"` it is not part of the loss.
-        momentum: sgd's and rmsprop's momentum (Keras' default 0).
-        nesterov: sgd with Nesterov momentum.
-        clipnorm: Keras' clipnorm: clip each weight's gradient to this L2 norm.
-        clipvalue: Keras' clipvalue: clip every gradient value to [-clipvalue, clipvalue].
-        global_clipnorm: Keras' global_clipnorm: clip all gradients together to this L2 norm.
-        gradient_accumulation_steps: Keras' option: update every N steps with the mean of N steps' gradients.
-        lr_schedule: the learning rate over the run, by Keras name: constant, cosine_decay (with optional warm-up),
-            exponential_decay, piecewise_constant_decay, one_cycle (torch's OneCycleLR, peak = lr) or
-            reduce_on_plateau (Keras' callback, monitoring val/loss each epoch).
-        decay_steps: optimizer steps of cosine/exponential decay; None = all steps of the run (after the warm-up).
-        decay_rate: exponential_decay's factor per `decay_steps`.
-        staircase: exponential_decay in whole steps of `decay_steps`.
-        alpha: cosine_decay's final learning rate as a fraction of the peak.
-        warmup_steps: cosine_decay: steps of linear warm-up from lr to `warmup_target`; one_cycle: steps of its rise.
-        warmup_target: cosine_decay's peak after warm-up; None = no warm-up.
-        boundaries: piecewise_constant_decay's step boundaries.
-        values: piecewise_constant_decay's learning rates, one more than `boundaries` (values[0] replaces lr).
-        plateau_factor: reduce_on_plateau: multiply lr by this when val/loss stops improving.
-        plateau_patience: reduce_on_plateau: epochs without improvement before a reduction.
-        min_lr: reduce_on_plateau: the learning rate's lower bound.
     """
 
     def __init__(
@@ -88,45 +59,24 @@ class MLPClassifier(StepsPerExecution):
         label_smoothing: float = 0.0,
         focal_gamma: float = 2.0,
         one_hot_targets: bool = True,
-        optimizer: OptimizerName = "adam",
-        lr: float | None = None,
-        weight_decay: float | None = None,
-        momentum: float = 0.0,
-        nesterov: bool = False,
-        clipnorm: float | None = None,
-        clipvalue: float | None = None,
-        global_clipnorm: float | None = None,
-        gradient_accumulation_steps: int | None = None,
-        lr_schedule: ScheduleName = "constant",
-        decay_steps: int | None = None,
-        decay_rate: float = 0.1,
-        staircase: bool = False,
-        alpha: float = 0.0,
-        warmup_steps: int = 0,
-        warmup_target: float | None = None,
-        boundaries: list[int] | None = None,
-        values: list[float] | None = None,
-        plateau_factor: float = 0.1,
-        plateau_patience: int = 10,
-        min_lr: float = 0.0,
-        **network: Any,
+        **options: Any,
     ) -> None:
         super().__init__()
-        if unknown := sorted(set(network) - set(NETWORK_OPTIONS)):
-            raise TypeError(f"MLPClassifier() got unexpected keyword arguments {unknown}")
-        for name, p in NETWORK_OPTIONS.items():  # in place (jsonargparse reads `network`'s one use below)
-            network.setdefault(name, p.default)  # so that the hparams, and checkpoints, hold every option
+        # by keyword: LightningCLI reads the options (types, defaults, help) from this one call
+        groups = split_options(**options)
         # Hydra passes YAML lists as OmegaConf ListConfig, which torch.load(weights_only=True) refuses in a checkpoint
-        class_names, boundaries, values = plain(class_names), plain(boundaries), plain(values)
-        network.update({name: plain(value) for name, value in network.items()})
-        self.save_hyperparameters()  # flat: the network's options beside the model's, as the CLI and YAML name them
-        # by keyword: LightningCLI reads the network's options (types, defaults, help) from this call
+        class_names = plain(class_names)
+        optimizer, schedule, network = ({name: plain(value) for name, value in g.items()} for g in groups)
+        # in place, so that the hparams (and checkpoints) hold every option, flat, as the CLI and YAML name them
+        options.clear()
+        options.update(optimizer | schedule | network)
+        self.save_hyperparameters()
         self.net = DenseStack(num_classes, in_features=28 * 28, **network)
         self.loss_fn = Loss(loss, label_smoothing, focal_gamma, one_hot_targets)
         check([("class_names", class_names, class_names is None or len(class_names) == num_classes,
                 f"one name per class ({num_classes})")])  # fmt: skip
-        check_schedule(**self._options_of(check_schedule))
-        make_optimizer([torch.zeros(1, requires_grad=True)], **self._options_of(make_optimizer))  # checks them now
+        check_schedule(**schedule)
+        check_optimizer(**optimizer)  # without building one: the model has no weights to optimize yet
         self.example_input_array = torch.zeros(1, 1, 28, 28)
         # The training inputs' range, saved in the state dict, so that a test or prediction on inputs scaled
         # otherwise (the tutorial's evaluate(x_test) on 0..255) warns, also from a direct model(x). NaN = unknown.
@@ -147,9 +97,9 @@ class MLPClassifier(StepsPerExecution):
         self.val_acc_best.persistent(True)
         self.register_load_state_dict_pre_hook(_no_best_yet)  # older state dicts lack it
 
-    def _options_of(self, function: Callable) -> dict[str, Any]:
-        """The hparams that `function` takes, by keyword."""
-        return {name: self.hparams[name] for name in inspect.signature(function).parameters if name in self.hparams}
+    def _options(self, group: dict[str, inspect.Parameter]) -> dict[str, Any]:
+        """The hparams of one group of `fashion_lab.options`, by keyword."""
+        return {name: self.hparams[name] for name in group}
 
     @staticmethod
     def _stage_metrics(num_classes: int, per_class: bool) -> MetricCollection:
@@ -327,9 +277,8 @@ class MLPClassifier(StepsPerExecution):
             )
 
     def configure_optimizers(self) -> dict:
-        optimizer = make_optimizer(self.parameters(), **self._options_of(make_optimizer))
-        options = self._options_of(check_schedule)
-        scheduler = make_schedule(optimizer, self.total_optimizer_steps, **options)
+        optimizer = make_optimizer(self.parameters(), **self._options(OPTIMIZER_OPTIONS))
+        scheduler = make_schedule(optimizer, self.total_optimizer_steps, **self._options(SCHEDULE_OPTIONS))
         if scheduler is None:
             return {"optimizer": optimizer}
         if isinstance(scheduler, ReduceLROnPlateau):
@@ -367,13 +316,13 @@ def _no_best_yet(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -
 
 
 def _signature() -> inspect.Signature:
-    """The model's own options, then the network's (keyword-only): what `inspect.signature(MLPClassifier)` shows.
+    """The model's own options, then the optimizer's, the schedule's and the network's (keyword-only): what
+    `inspect.signature(MLPClassifier)` shows.
 
-    LightningCLI does not need it: jsonargparse follows `**network` into the `DenseStack(...)` call by itself.
+    LightningCLI does not need it: jsonargparse follows `**options` into the `split_options(...)` call by itself.
     """
-    own = list(inspect.signature(MLPClassifier.__init__).parameters.values())[1:-1]  # without self and **network
-    network = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in NETWORK_OPTIONS.values()]
-    return inspect.Signature([*own, *network])
+    own = list(inspect.signature(MLPClassifier.__init__, eval_str=True).parameters.values())[1:-1]
+    return inspect.Signature([*own, *OPTIONS.values()])  # without self and **options
 
 
 MLPClassifier.__signature__ = _signature()

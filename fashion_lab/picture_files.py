@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from fashion_lab.checkpoints import read_checkpoint, training_scaling
 from fashion_lab.data import CLASSES, DataSetName
 from fashion_lab.datasets import InMemoryImages, keep_batch
-from fashion_lab.errors import ConfigError, DataError, check
+from fashion_lab.errors import ConfigError, DataError, check, choose, positive_integer
 from fashion_lab.pictures import MAX_PIXELS, InvertMode, PictureError, describe, prepare, read_grey
 
 
@@ -63,19 +63,17 @@ class ImageFilesDataModule(L.LightningDataModule):
         batch_size: int = 1024,
     ) -> None:
         super().__init__()
-        if isinstance(classes, str) and classes not in CLASSES:
-            raise ConfigError(f"classes={classes!r} is not a known data set; allowed: {', '.join(CLASSES)}, or a list.")
-        if not isinstance(classes, str) and len(classes) < 2:
-            raise ConfigError(f"classes={classes!r} must name at least 2 classes.")
+        known = classes in CLASSES if isinstance(classes, str) else len(classes) >= 2
         check(
             [
-                ("invert", invert, invert in ("auto", "always", "never"), "'auto', 'always', 'never'"),
+                ("classes", classes, known, f"a data set's name ({', '.join(CLASSES)}) or a list of 2 or more names"),
                 ("threshold", threshold, 0.0 <= threshold < 1.0, "0 <= threshold < 1"),
                 ("margin", margin, isinstance(margin, int) and 0 <= margin <= 13, "an integer 0..13"),
-                ("max_pixels", max_pixels, isinstance(max_pixels, int) and max_pixels > 0, "a positive integer"),
-                ("batch_size", batch_size, isinstance(batch_size, int) and batch_size > 0, "a positive integer"),
+                positive_integer("max_pixels", max_pixels),
+                positive_integer("batch_size", batch_size),
             ]
         )
+        choose(dict.fromkeys(("auto", "always", "never")), invert, "invert")
         self.save_hyperparameters()
         self.paths = [paths] if isinstance(paths, str) else list(paths)
         self.classes = CLASSES[classes] if isinstance(classes, str) else tuple(classes)

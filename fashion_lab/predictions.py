@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from fashion_lab.errors import DataError, check
+from fashion_lab.errors import DataError, check, non_negative_integer, positive_integer
 from fashion_lab.pictures import NO_OBJECT, no_object
 from fashion_lab.sources import atomic_write
 
@@ -40,9 +40,9 @@ class CSVPredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         check(
             [
-                ("show", show, isinstance(show, int) and show >= 0, "an integer >= 0"),
-                ("top_k", top_k, isinstance(top_k, int) and top_k >= 1, "an integer >= 1"),
-                ("sheet_images", sheet_images, isinstance(sheet_images, int) and sheet_images >= 0, "an integer >= 0"),
+                non_negative_integer("show", show),
+                positive_integer("top_k", top_k),
+                non_negative_integer("sheet_images", sheet_images),
             ]
         )
         self.file_name, self.show, self.top_k, self.sheet_images = file_name, show, top_k, sheet_images

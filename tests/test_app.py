@@ -377,3 +377,18 @@ def test_webcam_and_drawing_in_chromium(page_url: str) -> None:
     legs = drawing["image"][20]
     assert legs[:13].max() > 100 and legs[15:].max() > 100 and legs[13:15].max() == 0, legs
     assert legs[0] == legs[-1] == 0, legs
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--top_k", "0"], "top_k=0 is out of range; allowed: a positive integer."),
+        (["--port", "70000"], "port=70000 is out of range; allowed: 1..65535."),
+        (["--max_pixels", "0"], "max_pixels=0 is out of range; allowed: a positive integer."),
+        (["--cache_age", "0"], "cache_age=0 is out of range; allowed: a positive integer."),
+    ],
+)
+def test_bad_options_are_one_line(args: list[str], says: str, capsys: pytest.CaptureFixture) -> None:
+    """Checked before the checkpoint is read, with `errors.check`'s words, as every command's."""
+    code, _, err = error_of(lambda: main(["--ckpt_path", "last", *args]), capsys)
+    assert code == 1 and err == f"error: {says}\n"

@@ -3,6 +3,7 @@ checkpoint's probabilities, the JSON beside them, and one-line errors."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import fashion_lab.export
 from fashion_lab.export import main
 from fashion_lab.synthetic import make_images
 from tests.helpers.checkpoints import checkpoint_probs
@@ -83,3 +85,18 @@ def test_an_unwritable_destination_is_named_as_given(
                                  "the checkpoint).")  # fmt: skip
     assert ".part" not in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_an_oserror_naming_no_file_keeps_its_traceback(
+    fashion_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export exits as every command does (`exit_on_user_error`): without a filename an OSError is no mistake of the
+    user's but a bug, reported with its traceback."""
+    monkeypatch.delenv("FASHION_LAB_DEBUG", raising=False)
+
+    def failing_write(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fashion_lab.export, "atomic_write", failing_write)
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["--ckpt_path", str(fashion_checkpoint), "--format", "torch_export", "--output", str(tmp_path / "m.pt2")])

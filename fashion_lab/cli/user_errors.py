@@ -1,4 +1,5 @@
-"""A user's mistake as one line (`error: ... Fix: ...`), a bug as its traceback: the CLI and the studies share this."""
+"""A user's mistake as one line (`error: ... Fix: ...`), a bug as its traceback: every command (the CLI, the page,
+export, the studies) exits through `exit_on_user_error`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fashion_lab.errors import ClassCountError, ConfigError, DataError, NonFinit
 # Only the package's own error types, Lightning's configuration errors and file-system errors that name a path; a bug
 # keeps its traceback.
 USER_ERRORS = (DataError, ConfigError, NonFiniteLossError, MisconfigurationException, OSError)
+DEBUG_HINT = "(set FASHION_LAB_DEBUG=1 to see the traceback)"
 
 
 def user_error_message(e: BaseException) -> str | None:
@@ -28,7 +30,7 @@ def exit_on_user_error(e: BaseException) -> None:
     message = user_error_message(e)
     if message is None or os.environ.get("FASHION_LAB_DEBUG"):
         return
-    hint = "\n(set FASHION_LAB_DEBUG=1 to see the traceback)" if traceback_helps(_user_error(e)) else ""
+    hint = f"\n{DEBUG_HINT}" if traceback_helps(_user_error(e)) else ""
     print(f"error: {message}{hint}", file=sys.stderr)
     sys.exit(1)
 
@@ -88,8 +90,8 @@ def _message(e: BaseException) -> str:
             fix = "free space there (or lift the file-size limit), then resume with --ckpt_path last"
         else:
             fix = (
-                "choose a folder that you can create and write to (e.g. --trainer.logger.init_args.save_dir), "
-                "and check that no file stands in its path"
+                "choose a folder that you can create and write to (e.g. --trainer.logger.init_args.save_dir for "
+                "a run), and check that no file stands in its path"
             )
         return f"{e.strerror}: {e.filename}. Fix: {fix}."
     return str(e)

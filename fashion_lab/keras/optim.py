@@ -1,9 +1,11 @@
 """An optimizer and a learning-rate schedule from their Keras names and options, with Keras' cross-checks.
 
 Plain functions, usable without Lightning: `MLPClassifier.configure_optimizers` calls them with its hparams.
+The signatures of `check_optimizer` and `check_schedule` are the one list of the options, with their defaults
+and help (`fashion_lab.options` gives them to the model and the CLI).
 
 >>> w = torch.nn.Parameter(torch.zeros(3))
->>> opt = make_optimizer([w], "sgd", lr=0.1, momentum=0.9)
+>>> opt = make_optimizer([w], optimizer="sgd", lr=0.1, momentum=0.9)
 >>> schedule = make_schedule(opt, total_steps=100, lr_schedule="cosine_decay", alpha=0.1)
 >>> type(opt).__name__, type(schedule).__name__, schedule.decay_steps
 ('SGD', 'CosineDecay', 100)
@@ -19,9 +21,10 @@ from typing import Literal, get_args
 import torch
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
 
-from fashion_lab.errors import ConfigError, check, choose
-from fashion_lab.keras.optimizers import OPTIMIZERS, KerasOptimizer
+from fashion_lab.errors import ConfigError, check_rules, choose
+from fashion_lab.keras.optimizers import OPTIMIZERS, RANGES, KerasOptimizer, check_clipping, check_nesterov
 from fashion_lab.keras.schedules import CosineDecay, ExponentialDecay, PiecewiseConstantDecay, ReduceLROnPlateau
+from fashion_lab.keras.schedules import check_args as check_schedule_args
 
 OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
 ScheduleName = Literal[
@@ -29,8 +32,7 @@ ScheduleName = Literal[
 ]
 
 
-def make_optimizer(
-    params: Iterable,
+def check_optimizer(
     optimizer: OptimizerName = "adam",
     lr: float | None = None,
     weight_decay: float | None = None,
@@ -40,28 +42,48 @@ def make_optimizer(
     clipvalue: float | None = None,
     global_clipnorm: float | None = None,
     gradient_accumulation_steps: int | None = None,
-) -> KerasOptimizer:
-    """Keras' optimizer called `optimizer` over `params`; None keeps Keras' default (lr, weight_decay)."""
-    cls = choose(OPTIMIZERS, optimizer, "optimizer")
-    check(
-        [
-            # here, as adam/adamw take neither momentum nor nesterov, so their classes cannot check them
-            ("momentum", momentum, 0.0 <= momentum < 1.0, "0 <= momentum < 1"),
-            ("nesterov", nesterov, not nesterov or momentum > 0, "nesterov=True only with momentum > 0"),
-        ]
-    )
+) -> None:
+    """Check the optimizer's options without building one. This signature is the one list of them: `make_optimizer`,
+    the model and the CLI take their names, types, defaults and help from it.
+
+    Args:
+        optimizer: adam, adamw, sgd or rmsprop, with Keras' update rules and defaults (`fashion_lab.keras.optim`).
+        lr: learning rate (the schedules' starting value); None = Keras' default (1e-3, sgd 1e-2).
+        weight_decay: Keras' decoupled weight decay, w -= w·wd·lr each update, in any optimizer; None = Keras'
+            default (adamw 0.004, others none). Unlike `kernel_regularizer="l2"` it is not part of the loss.
+        momentum: sgd's and rmsprop's momentum (Keras' default 0).
+        nesterov: sgd with Nesterov momentum.
+        clipnorm: Keras' clipnorm: clip each weight's gradient to this L2 norm.
+        clipvalue: Keras' clipvalue: clip every gradient value to [-clipvalue, clipvalue].
+        global_clipnorm: Keras' global_clipnorm: clip all gradients together to this L2 norm.
+        gradient_accumulation_steps: Keras' option: update every N steps with the mean of N steps' gradients.
+    """
+    choose(OPTIMIZERS, optimizer, "optimizer")
+    # the ranges of `fashion_lab.keras.optimizers`, which its classes check again when they are built
+    check_rules(RANGES, momentum=momentum, weight_decay=weight_decay, **({} if lr is None else {"lr": lr}))
+    check_nesterov(nesterov, momentum)  # for every optimizer: adam/adamw take no nesterov to check it themselves
+    check_clipping(clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
     if momentum and optimizer in ("adam", "adamw"):  # Adam's momentum is its betas: never ignore an option
         raise ConfigError(
             f"momentum={momentum!r} has no effect with optimizer={optimizer!r}; allowed with: 'sgd', 'rmsprop'."
         )
-    kwargs = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm,
-              "gradient_accumulation_steps": gradient_accumulation_steps}  # fmt: skip
-    kwargs |= {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay)) if v is not None}
-    if optimizer == "sgd":
-        kwargs |= {"momentum": momentum, "nesterov": nesterov}
-    elif optimizer == "rmsprop":
-        kwargs["momentum"] = momentum
-    return cls(params, **kwargs)  # the class checks lr, weight_decay and the clipping options
+
+
+OPTIMIZER_DEFAULTS = {name: p.default for name, p in inspect.signature(check_optimizer).parameters.items()}
+
+
+def make_optimizer(params: Iterable, **options: object) -> KerasOptimizer:
+    """Keras' optimizer for `check_optimizer`'s options (checked first) over `params`; None keeps Keras' default."""
+    check_optimizer(**options)
+    options = OPTIMIZER_DEFAULTS | options
+    clipping = ("clipnorm", "clipvalue", "global_clipnorm", "gradient_accumulation_steps")
+    kwargs = {k: options[k] for k in clipping}
+    kwargs |= {k: options[k] for k in ("lr", "weight_decay") if options[k] is not None}
+    if options["optimizer"] == "sgd":
+        kwargs |= {"momentum": options["momentum"], "nesterov": options["nesterov"]}
+    elif options["optimizer"] == "rmsprop":
+        kwargs["momentum"] = options["momentum"]
+    return OPTIMIZERS[options["optimizer"]](params, **kwargs)
 
 
 def check_schedule(
@@ -78,22 +100,37 @@ def check_schedule(
     plateau_patience: int = 10,
     min_lr: float = 0.0,
 ) -> None:
-    """Check a schedule's options before the run's length is known; these are `make_schedule`'s options."""
+    """Check the schedule's options before the run's length is known. This signature is the one list of them:
+    `make_schedule`, the model and the CLI take their names, types, defaults and help from it.
+
+    Args:
+        lr_schedule: the learning rate over the run, by Keras name: constant, cosine_decay (with optional warm-up),
+            exponential_decay, piecewise_constant_decay, one_cycle (torch's OneCycleLR, peak = lr) or
+            reduce_on_plateau (Keras' callback, monitoring val/loss each epoch).
+        decay_steps: optimizer steps of cosine/exponential decay; None = all steps of the run (after the warm-up).
+        decay_rate: exponential_decay's factor per `decay_steps`.
+        staircase: exponential_decay in whole steps of `decay_steps`.
+        alpha: cosine_decay's final learning rate as a fraction of the peak.
+        warmup_steps: cosine_decay: steps of linear warm-up from lr to `warmup_target`; one_cycle: steps of its rise.
+        warmup_target: cosine_decay's peak after warm-up; None = no warm-up.
+        boundaries: piecewise_constant_decay's step boundaries.
+        values: piecewise_constant_decay's learning rates, one more than `boundaries` (values[0] replaces lr).
+        plateau_factor: reduce_on_plateau: multiply lr by this when val/loss stops improving.
+        plateau_patience: reduce_on_plateau: epochs without improvement before a reduction.
+        min_lr: reduce_on_plateau: the learning rate's lower bound.
+    """
     choose(dict.fromkeys(get_args(ScheduleName)), lr_schedule, "lr_schedule")
-    check(
-        [
-            ("warmup_steps", warmup_steps, warmup_steps >= 0, "an integer >= 0"),
-            ("decay_steps", decay_steps, decay_steps is None or decay_steps > 0,
-             "a positive integer, or None for the whole run"),
-            ("decay_rate", decay_rate, decay_rate > 0, "a positive number"),
-            ("alpha", alpha, 0 <= alpha <= 1, "0 <= alpha <= 1"),
-            ("warmup_target", warmup_target, warmup_target is None or warmup_target > 0,
-             "a positive number, or None (no warm-up)"),
-            ("plateau_factor", plateau_factor, 0 < plateau_factor < 1, "0 < plateau_factor < 1"),
-            ("plateau_patience", plateau_patience, plateau_patience >= 0, "an integer >= 0"),
-            ("min_lr", min_lr, min_lr >= 0, "min_lr >= 0"),
-        ]
-    )  # fmt: skip
+    # the ranges of `fashion_lab.keras.schedules`, which its classes check again when they are built
+    check_schedule_args(
+        warmup_steps=warmup_steps,
+        **({} if decay_steps is None else {"decay_steps": decay_steps}),  # None: the whole run, known at fit
+        decay_rate=decay_rate,
+        alpha=alpha,
+        warmup_target=warmup_target,
+        plateau_factor=plateau_factor,
+        plateau_patience=plateau_patience,
+        min_lr=min_lr,
+    )
     if lr_schedule == "piecewise_constant_decay" and (boundaries is None or values is None):
         raise ConfigError(
             "lr_schedule='piecewise_constant_decay' needs boundaries and values, e.g. boundaries=[1500, 3000], "

@@ -26,7 +26,26 @@ import torch
 from torch import Tensor
 from torch.optim.adam import adam as _adam
 
-from fashion_lab.errors import ConfigError, check, positive_or_none
+from fashion_lab.errors import ConfigError, Rule, check, check_rules
+
+# Every optimizer argument's allowed values, checked here only: by each class below, and by
+# `fashion_lab.keras.optim.check_optimizer` before a model has weights to optimize
+RANGES: dict[str, Rule] = {
+    "lr": (lambda v: v > 0, "a positive number"),
+    "epsilon": (lambda v: v > 0, "a positive number"),
+    "beta_1": (lambda v: 0 <= v < 1, "0 <= {name} < 1"),
+    "beta_2": (lambda v: 0 <= v < 1, "0 <= {name} < 1"),
+    "rho": (lambda v: 0 <= v < 1, "0 <= {name} < 1"),
+    "momentum": (lambda v: 0 <= v < 1, "0 <= {name} < 1"),
+    "weight_decay": (lambda v: v is None or v >= 0, "{name} >= 0"),
+    "clipnorm": (lambda v: v is None or v > 0, "a positive number, or None (off)"),
+    "clipvalue": (lambda v: v is None or v > 0, "a positive number, or None (off)"),
+    "global_clipnorm": (lambda v: v is None or v > 0, "a positive number, or None (off)"),
+    "gradient_accumulation_steps": (
+        lambda v: v is None or (isinstance(v, int) and v >= 1),
+        "an integer >= 1, or None (off)",
+    ),
+}
 
 
 class KerasOptimizer(torch.optim.Optimizer):
@@ -48,7 +67,7 @@ class KerasOptimizer(torch.optim.Optimizer):
         gradient_accumulation_steps: int | None,
     ) -> None:
         check_clipping(clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
-        check([("weight_decay", weight_decay, weight_decay is None or weight_decay >= 0, "weight_decay >= 0")])
+        check_rules(RANGES, weight_decay=weight_decay)
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.accumulation = gradient_accumulation_steps or 1
         super().__init__(params, {**defaults, "weight_decay": weight_decay or 0.0, "calls": 0})
@@ -130,11 +149,7 @@ class Adam(KerasOptimizer):
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int | None = None,
     ) -> None:
-        check([
-            *_lr_epsilon_checks(lr, epsilon),
-            ("beta_1", beta_1, 0 <= beta_1 < 1, "0 <= beta_1 < 1"),
-            ("beta_2", beta_2, 0 <= beta_2 < 1, "0 <= beta_2 < 1"),
-        ])  # fmt: skip
+        check_rules(RANGES, lr=lr, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2)
         defaults = {"lr": lr, "betas": (beta_1, beta_2), "eps": epsilon}
         args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
         super().__init__(params, defaults, *args)
@@ -180,11 +195,7 @@ class RMSprop(KerasOptimizer):
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int | None = None,
     ) -> None:
-        check([
-            *_lr_epsilon_checks(lr, epsilon),
-            ("rho", rho, 0 <= rho < 1, "0 <= rho < 1"),
-            ("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1"),
-        ])  # fmt: skip
+        check_rules(RANGES, lr=lr, epsilon=epsilon, rho=rho, momentum=momentum)
         defaults = {"lr": lr, "rho": rho, "momentum": momentum, "eps": epsilon, "centered": centered}
         args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
         super().__init__(params, defaults, *args)
@@ -226,11 +237,8 @@ class SGD(KerasOptimizer):
         global_clipnorm: float | None = None,
         gradient_accumulation_steps: int | None = None,
     ) -> None:
-        check([
-            ("lr", lr, lr > 0, "a positive number"),
-            ("momentum", momentum, 0 <= momentum < 1, "0 <= momentum < 1"),
-            ("nesterov", nesterov, not nesterov or momentum > 0, "nesterov=True only with momentum > 0"),
-        ])  # fmt: skip
+        check_rules(RANGES, lr=lr, momentum=momentum)
+        check_nesterov(nesterov, momentum)
         defaults = {"lr": lr, "momentum": momentum, "nesterov": nesterov}
         args = (weight_decay, clipnorm, clipvalue, global_clipnorm, gradient_accumulation_steps)
         super().__init__(params, defaults, *args)
@@ -249,8 +257,9 @@ class SGD(KerasOptimizer):
             torch._foreach_add_(params, m)
 
 
-def _lr_epsilon_checks(lr: float, epsilon: float) -> list[tuple[str, Any, bool, str]]:
-    return [("lr", lr, lr > 0, "a positive number"), ("epsilon", epsilon, epsilon > 0, "a positive number")]
+def check_nesterov(nesterov: bool, momentum: float) -> None:
+    """Keras' SGD rule: Nesterov momentum needs a momentum."""
+    check([("nesterov", nesterov, not nesterov or momentum > 0, "nesterov=True only with momentum > 0")])
 
 
 def check_clipping(
@@ -260,16 +269,13 @@ def check_clipping(
     gradient_accumulation_steps: int | None,
 ) -> None:
     """Keras' rules: positive values, and at most one of the three clipping options."""
-    steps = gradient_accumulation_steps
-    check(
-        [
-            positive_or_none("clipnorm", clipnorm),
-            positive_or_none("clipvalue", clipvalue),
-            positive_or_none("global_clipnorm", global_clipnorm),
-            ("gradient_accumulation_steps", steps, steps is None or (isinstance(steps, int) and steps >= 1),
-             "an integer >= 1, or None (off)"),
-        ]
-    )  # fmt: skip
+    check_rules(
+        RANGES,
+        clipnorm=clipnorm,
+        clipvalue=clipvalue,
+        global_clipnorm=global_clipnorm,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+    )
     given = [name for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm",
              global_clipnorm)) if value is not None]  # fmt: skip
     if len(given) > 1:

@@ -19,7 +19,26 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau as _TorchReduceLROnPlateau
 
-from fashion_lab.errors import check, positive_or_none
+from fashion_lab.errors import Rule, check, check_rules
+
+# Every schedule argument's allowed values, checked here only: by each class below, and by
+# `fashion_lab.keras.optim.check_schedule` before the run's length is known (where a `plateau_` option is
+# ReduceLROnPlateau's argument of the same name without the prefix)
+RANGES: dict[str, Rule] = {
+    "decay_steps": (lambda v: isinstance(v, int) and v > 0, "a positive integer"),
+    "decay_rate": (lambda v: v > 0, "a positive number"),
+    "alpha": (lambda v: 0 <= v <= 1, "0 <= {name} <= 1"),
+    "warmup_steps": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "warmup_target": (lambda v: v is None or v > 0, "a positive number, or None (no warm-up)"),
+    "factor": (lambda v: 0 < v < 1, "0 < {name} < 1"),
+    "patience": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "min_lr": (lambda v: v >= 0, "{name} >= 0"),
+}
+
+
+def check_args(**args: object) -> None:
+    """Check schedule arguments, or options (`plateau_factor` is ReduceLROnPlateau's `factor`), by name."""
+    check_rules({name: RANGES[name.removeprefix("plateau_")] for name in args}, **args)
 
 
 class KerasSchedule(LRScheduler):
@@ -47,14 +66,7 @@ class CosineDecay(KerasSchedule):
         warmup_target: float | None = None,
         warmup_steps: int = 0,
     ) -> None:
-        check(
-            [
-                ("decay_steps", decay_steps, isinstance(decay_steps, int) and decay_steps > 0, "a positive integer"),
-                ("alpha", alpha, 0 <= alpha <= 1, "0 <= alpha <= 1"),
-                ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0, "an integer >= 0"),
-                positive_or_none("warmup_target", warmup_target),
-            ]
-        )
+        check_args(decay_steps=decay_steps, alpha=alpha, warmup_steps=warmup_steps, warmup_target=warmup_target)
         self.decay_steps, self.alpha, self.warmup_target, self.warmup_steps = (
             decay_steps,
             alpha,
@@ -82,12 +94,7 @@ class ExponentialDecay(KerasSchedule):
     def __init__(
         self, optimizer: torch.optim.Optimizer, decay_steps: int, decay_rate: float, staircase: bool = False
     ) -> None:
-        check(
-            [
-                ("decay_steps", decay_steps, isinstance(decay_steps, int) and decay_steps > 0, "a positive integer"),
-                ("decay_rate", decay_rate, decay_rate > 0, "a positive number"),
-            ]
-        )
+        check_args(decay_steps=decay_steps, decay_rate=decay_rate)
         self.decay_steps, self.decay_rate, self.staircase = decay_steps, decay_rate, staircase
         super().__init__(optimizer)
 
@@ -130,13 +137,7 @@ class ReduceLROnPlateau(_TorchReduceLROnPlateau):
         cooldown: int = 0,
         min_lr: float = 0.0,
     ) -> None:
-        check(
-            [
-                ("factor", factor, 0 < factor < 1, "0 < factor < 1"),
-                ("patience", patience, isinstance(patience, int) and patience >= 0, "an integer >= 0"),
-                ("min_lr", min_lr, min_lr >= 0, "min_lr >= 0"),
-            ]
-        )
+        check_args(factor=factor, patience=patience, min_lr=min_lr)
         super().__init__(
             optimizer, "min", factor, patience, min_delta, threshold_mode="abs", cooldown=cooldown, min_lr=min_lr
         )

@@ -12,10 +12,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import fashion_lab.studies
+from fashion_lab.cli.user_errors import exit_on_user_error
 from fashion_lab.studies.definition import StudyDefinition
 from fashion_lab.studies.experiments import GRIDS, SEARCH, STUDIES
 from fashion_lab.studies.results import summary, write_config
-from fashion_lab.studies.storage import StudyError, create_or_check, load, open_storage
+from fashion_lab.studies.storage import create_or_check, load, open_storage
 from fashion_lab.studies.workers import quiet_libraries, validate_fit_args, work
 
 DEFAULT_STORAGE = "sqlite:///lightning_logs/studies.db"  # beside the runs
@@ -82,7 +83,8 @@ def join(workers: list[BaseProcess]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fashion_lab.studies NAME ...`; returns the exit status (1 with one `error:` line on a mistake)."""
+    """`python -m fashion_lab.studies NAME ...`; returns the exit status (1 with one `error:` line when a variant
+    or worker failed). A mistake exits as every command's does (`exit_on_user_error`): one `error:` line, status 1."""
     args = parse(argv)
     quiet_libraries()
     try:
@@ -108,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         if stopped:  # its trial, if it had one, goes stale and is run again by whoever works on the study next
             crash = f"{', '.join(stopped)} stopped with an error (printed above); fix it and run the same command again"
             error = f"{error}; {crash}" if error else crash
-    except StudyError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except (KeyboardInterrupt, SystemExit):  # Ctrl+C; in a fit, Lightning shuts down and exits
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # a StudyError is a user's mistake: one line, exit 1; anything else keeps its traceback
+        exit_on_user_error(e)
+        raise
     if error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -188,12 +188,13 @@ def test_k49_reads_official_npz_format(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
-        ({"val_split": 1.0}, "val_split must be in [0, 1)"),
-        ({"val_split": -0.1}, "got -0.1"),
-        ({"split": "stratified"}, "split must be one of 'keras', 'random', got 'stratified'"),
-        ({"num_workers": -1}, "num_workers must be >= 0"),
-        ({"steps_per_execution": 0}, "steps_per_execution must be a positive integer"),
+        ({"batch_size": 0}, "batch_size=0 is out of range; allowed: a positive integer."),
+        ({"val_split": 1.0}, "val_split=1.0 is out of range; allowed: a fraction, 0 <= val_split < 1 (0: none)."),
+        ({"val_split": -0.1}, "val_split=-0.1 is out of range"),
+        ({"split": "stratified"}, "split='stratified' is not supported; choose one of keras, random."),
+        ({"num_workers": -1}, "num_workers=-1 is out of range; allowed: an integer >= 0."),
+        ({"steps_per_execution": 0}, "steps_per_execution=0 is out of range; allowed: a positive integer."),
+        ({"eval_batch_size": 2.5}, "eval_batch_size=2.5 is out of range; allowed: a positive integer."),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs: dict, message: str) -> None:

@@ -80,8 +80,14 @@ def test_the_class_path_before_the_move_still_names_it() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"classes": "CIFAR10"}, "classes='CIFAR10' is not a known data set; allowed: FashionMNIST, MNIST, KMNIST"),
-        ({"classes": ["one"]}, "classes=['one'] must name at least 2 classes"),
+        ({"classes": "CIFAR10"}, "classes='CIFAR10' is out of range; allowed: a data set's name (FashionMNIST, MNIST,"),
+        (
+            {"classes": ["one"]},
+            "classes=['one'] is out of range; allowed: a data set's name (FashionMNIST, MNIST, KMNIST, "
+            "K49) or a list of 2 or more names.",
+        ),
+        ({"invert": "sometimes"}, "invert='sometimes' is not supported; choose one of auto, always, never."),
+        ({"batch_size": 0}, "batch_size=0 is out of range; allowed: a positive integer."),
         ({"threshold": 1.0}, "threshold=1.0 is out of range; allowed: 0 <= threshold < 1"),
         ({"margin": 14}, "margin=14 is out of range; allowed: an integer 0..13"),
         ({"max_pixels": 0}, "max_pixels=0 is out of range"),
