@@ -1,6 +1,7 @@
-"""A checkpoint written before the package was layered (commit 86c84c9) still loads, tests and resumes.
+"""Checkpoints written before the package was layered (commit 86c84c9) and before issue 24's moves (8257e34) still
+load, test and resume.
 
-The fixture is that commit's CLI fit on `write_idx_set(..., n_train=200, n_test=50)` (synthetic MNIST):
+Each fixture is that commit's CLI fit on `write_idx_set(..., n_train=200, n_test=50)` (synthetic MNIST):
     fit --data MNISTDataModule --data.data_dir data --data.download false --data.steps_per_execution 4
         --data.normalize true --model.hidden [1] --model.optimizer sgd --model.lr_schedule cosine_decay
         --trainer.max_epochs 1
@@ -22,6 +23,7 @@ from tests.helpers.commands import QUIET
 from tests.helpers.paths import FIXTURES
 
 OLD = FIXTURES / "mnist_86c84c9_last.ckpt"
+BEFORE_MOVES = FIXTURES / "mnist_8257e34_last.ckpt"  # the same command, with --test_after_fit false
 DATA = ["--data", "MNISTDataModule", "--data.data_dir", "data", "--data.download", "false"]
 
 
@@ -59,11 +61,21 @@ def test_a_state_dict_without_the_input_range_loads_with_it_unknown() -> None:
         model.eval()(torch.full((2, 1, 28, 28), 255.0))
 
 
-def test_old_checkpoint_tests_and_resumes(in_data_folder: Path) -> None:
-    cli = cli_main(["test", *DATA, *QUIET, "--ckpt_path", str(OLD)])
+def test_checkpoint_from_before_the_moves_loads_with_its_settings() -> None:
+    model = MLPClassifier.load_from_checkpoint(BEFORE_MOVES, weights_only=True)
+    checkpoint = torch.load(BEFORE_MOVES, map_location="cpu", weights_only=True)
+    assert (tuple(model.hparams.hidden), model.hparams.optimizer) == ((1,), "sgd")
+    state = model.state_dict()
+    for name, w in checkpoint["state_dict"].items():
+        assert torch.equal(state[name], w), name
+
+
+@pytest.mark.parametrize("old", [OLD, BEFORE_MOVES], ids=["86c84c9", "8257e34"])
+def test_old_checkpoint_tests_and_resumes(in_data_folder: Path, old: Path) -> None:
+    cli = cli_main(["test", *DATA, *QUIET, "--ckpt_path", str(old)])
     assert tuple(cli.model.hparams.hidden) == (1,) and 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0
     fit = ["fit", *DATA, *QUIET, "--test_after_fit", "false", "--data.steps_per_execution", "4"]
-    cli = cli_main([*fit, "--data.normalize", "true", "--trainer.max_epochs", "2", "--ckpt_path", str(OLD)])
+    cli = cli_main([*fit, "--data.normalize", "true", "--trainer.max_epochs", "2", "--ckpt_path", str(old)])
     # 160 training images / batch 32 = 5 optimizer steps an epoch: epoch 0 came from the checkpoint, epoch 1 ran here
     assert (cli.trainer.current_epoch, cli.trainer.global_step) == (2, 10)
     schedule = cli.trainer.lr_scheduler_configs[0].scheduler
