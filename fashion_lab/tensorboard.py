@@ -10,9 +10,10 @@ sorts `epoch_accuracy`, `epoch_loss` first on its Time Series dashboard. The Lig
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import lightning as L
@@ -87,12 +88,24 @@ class KerasTensorBoardLogger(RunLogger):
 
     @rank_zero_only
     def save(self) -> None:
-        super().save()
-        for writer in (self._runs or {}).values():
-            writer.flush()  # as the run's own writer: a running TensorBoard shows each epoch as it ends
+        with self._named_errors():
+            super().save()
+            for writer in (self._runs or {}).values():
+                writer.flush()  # as the run's own writer: a running TensorBoard shows each epoch as it ends
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        for writer in (self._runs or {}).values():
-            writer.close()  # a SummaryWriter reopens a new events file when written again (a test after fit)
-        super().finalize(status)
+        with self._named_errors():
+            for writer in (self._runs or {}).values():
+                writer.close()  # a SummaryWriter reopens a new events file when written again (a test after fit)
+            super().finalize(status)
+
+    @contextlib.contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        """TensorBoard's writer thread fails without naming a file (a full disk): name the run's folder."""
+        try:
+            yield
+        except OSError as e:
+            if e.filename:
+                raise
+            raise OSError(e.errno, e.strerror, self.log_dir) from e

@@ -1,9 +1,9 @@
 """A run's files: checkpoints written whole or not at all (also under DDP), and one `version_N` per run when many
 start at once in one folder.
 
-A checkpoint write is failed halfway with a real file-size limit (RLIMIT_FSIZE), set by `FileSizeLimit` below once
-epoch 0's checkpoints exist: the write of epoch 1's checkpoint then stops at half its size, either with an error
-(EFBIG, the way a full disk fails) or with the kernel's SIGXFSZ killing the process mid-write.
+A checkpoint write is failed part way with a real file-size limit (RLIMIT_FSIZE), set by `FileSizeLimit` below once
+epoch 0's checkpoints exist: the write of epoch 1's checkpoint then stops at nine tenths of its size, either with an
+error (EFBIG, the way a full disk fails) or with the kernel's SIGXFSZ killing the process mid-write.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.acceler
 
 
 class FileSizeLimit(L.Callback):
-    """From epoch `epoch` on, rank 0 may write no file larger than half of last.ckpt (RLIMIT_FSIZE).
+    """From epoch `epoch` on, rank 0 may write no file larger than 9/10 of last.ckpt (RLIMIT_FSIZE): the checkpoint
+    write fails, the run's TensorBoard event files (about half a checkpoint after two epochs) do not.
 
     Args:
         epoch: the epoch whose checkpoint write is to fail.
@@ -45,7 +46,7 @@ class FileSizeLimit(L.Callback):
             return
         size = Path(trainer.checkpoint_callback.dirpath, "last.ckpt").stat().st_size  # (trainer.log_dir: collective)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL if self.kill else signal.SIG_IGN)  # Python ignores it
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size * 9 // 10, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
 
 def leftovers(folder: Path) -> list[str]:

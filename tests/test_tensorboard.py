@@ -193,3 +193,24 @@ def test_the_logger_keeps_other_steps_and_names(tmp_path: Path) -> None:
     assert [(e.step, e.value) for e in validation.Scalars("epoch_accuracy")] == [(2, 0.5)]
     assert "epoch" not in root.Tags()["scalars"] and "val/acc" not in root.Tags()["scalars"]
     assert not math.isnan(validation.Scalars("epoch_accuracy")[0].wall_time)
+
+
+def test_a_full_disk_names_the_run_folder(tmp_path: Path) -> None:
+    """TensorBoard's writer thread fails without a file name; the logger names its run, so the CLI prints one line."""
+    import errno
+
+    from fashion_lab.cli.user_errors import user_error_message
+
+    class FullDisk:
+        def flush(self) -> None:
+            raise OSError(errno.EFBIG, "File too large")
+
+    logger = KerasTensorBoardLogger(tmp_path)
+    logger._runs = {"train": FullDisk()}
+    with pytest.raises(OSError) as raised:
+        logger.save()
+    assert raised.value.filename == logger.log_dir and raised.value.errno == errno.EFBIG
+    assert user_error_message(raised.value) == (
+        f"File too large: {logger.log_dir}. Fix: free space there (or lift the file-size limit), then resume with "
+        "--ckpt_path last."
+    )

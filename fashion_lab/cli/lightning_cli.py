@@ -37,7 +37,7 @@ from fashion_lab.cli.signals import (
     quiet_lightning_stop_notices,
     stopped_message,
 )
-from fashion_lab.cli.user_errors import exit_on_user_error, lightning_refused
+from fashion_lab.cli.user_errors import exit_on_user_error, lightning_refused, quiet_disk_full_in_threads
 from fashion_lab.errors import ConfigError, check
 from fashion_lab.model import MLPClassifier
 from fashion_lab.picture_files import ImageFilesDataModule  # noqa: F401 (imported: `--data ImageFilesDataModule`)
@@ -311,6 +311,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> FashionLabCLI:
     """Build (and by default run) the CLI; mistakes exit with one line on stderr and status 1, signals with the
     shell's status (130 for Ctrl+C, 143 for SIGTERM) after one line saying how to resume."""
     quiet_lightning_stop_notices()
+    quiet_disk_full_in_threads()
     with StopSignals() as stop_signals:
         try:
             return make_cli(args, run, stop_signals=stop_signals)

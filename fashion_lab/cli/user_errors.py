@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -16,6 +17,19 @@ from fashion_lab.errors import ClassCountError, ConfigError, DataError, NonFinit
 # keeps its traceback.
 USER_ERRORS = (DataError, ConfigError, NonFiniteLossError, MisconfigurationException, OSError)
 DEBUG_HINT = "(set FASHION_LAB_DEBUG=1 to see the traceback)"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def quiet_disk_full_in_threads() -> None:
+    """A full disk met by a writer thread (TensorBoard writes its event files from one) prints no traceback: the
+    main thread meets the same error at its next flush and reports it as one line."""
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL):
+            default(args)
+
+    threading.excepthook = hook
 
 
 def user_error_message(e: BaseException) -> str | None:
@@ -86,7 +100,7 @@ def _message(e: BaseException) -> str:
     if isinstance(e, MisconfigurationException):
         return lightning_refused(e)
     if isinstance(e, OSError) and e.filename and not isinstance(e, DataError):
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if e.errno in DISK_FULL:
             fix = "free space there (or lift the file-size limit), then resume with --ckpt_path last"
         else:
             fix = (
