@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 
@@ -32,6 +33,11 @@ KERAS_TAGS = {
     "val/loss": ("validation", "epoch_loss"),
     "val/acc": ("validation", "epoch_accuracy"),
 }
+
+
+def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
+    """The trainer's first TensorBoard logger (this one, or Lightning's own), or None."""
+    return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
 class KerasTensorBoardLogger(RunLogger):

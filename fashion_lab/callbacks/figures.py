@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lab.errors import check, positive_integer
 from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, most_confused, prediction_sheet_figure
+from fashion_lab.tensorboard import tensorboard_logger
 
 if TYPE_CHECKING:
     from tensorboard.compat.proto.summary_pb2 import Summary
@@ -57,7 +57,7 @@ class TensorBoardFigures(L.Callback):
         self.sheet: list[tuple[Tensor, Tensor, Tensor]] = []  # (images, probabilities, labels) of the first batches
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        logger = tensorboard_logger(trainer)
         self.active = logger is not None
         self.writer = logger.experiment if self.active and trainer.is_global_zero else None
         self.confmat = MulticlassConfusionMatrix(pl_module.hparams.num_classes)

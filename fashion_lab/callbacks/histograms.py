@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from fashion_lab.summary import dense_layers
+from fashion_lab.tensorboard import tensorboard_logger
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
     """The SummaryWriter of the run's TensorBoard logger, on rank 0; None elsewhere or without one."""
-    logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    logger = tensorboard_logger(trainer)
     return logger.experiment if logger is not None and trainer.is_global_zero else None
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from fashion_lab.tensorboard import tensorboard_logger
+
 if TYPE_CHECKING:
     from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -65,7 +67,7 @@ class TensorBoardHParams(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self.logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+            self.logger = tensorboard_logger(trainer)
             self.start, self.seconds_before, self.best_val, self.saved = time.perf_counter(), 0.0, math.nan, None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
