@@ -15,9 +15,11 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import Tensor
 
 from fashion_lab import HiddenUnitsImage, KerasTensorBoardLogger, MLPClassifier, WeightHistograms, plots
 from fashion_lab.callbacks import HP_METRICS
+from fashion_lab.callbacks.histograms import write_histogram
 from fashion_lab.cli import make_cli
 from fashion_lab.plots import dense_units_figure
 from fashion_lab.synthetic import write_idx_set
@@ -108,6 +110,33 @@ def test_histograms_of_every_dense_kernel_and_bias(fitted: tuple[Path, EpochMetr
             assert last.num == sum(last.bucket) == final.numel() and len(last.bucket) == 31 and last.bucket[0] == 0
             assert (last.min, last.max) == pytest.approx((final.min().item(), final.max().item()))
             assert last.sum == pytest.approx(final.sum().item(), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        torch.randn(128, 784, generator=torch.Generator().manual_seed(0)) * 0.05,
+        torch.randn(10, generator=torch.Generator().manual_seed(1)),
+        torch.zeros(7),
+        torch.tensor([0.0, 0, 0, 1, 1, 1, 10]),
+    ],
+    ids=["kernel", "bias", "constant", "gaps"],
+)
+def test_histograms_are_what_add_histogram_writes(values: Tensor, tmp_path: Path) -> None:
+    """write_histogram computes with torch what SummaryWriter.add_histogram computes with numpy: the same proto."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(tmp_path) as writer:
+        writer.add_histogram("numpy", values, 3, bins=30)
+        write_histogram(writer, "torch", values, 3, bins=30)
+    events = load(tmp_path)
+    (numpy,), (ours,) = events.Histograms("numpy"), events.Histograms("torch")
+    assert ours.step == numpy.step == 3
+    numpy, ours = numpy.histogram_value, ours.histogram_value
+    assert (ours.min, ours.max, ours.num, ours.sum) == (numpy.min, numpy.max, numpy.num, numpy.sum)
+    assert ours.sum_squares == pytest.approx(numpy.sum_squares, rel=1e-12)
+    assert list(ours.bucket) == list(numpy.bucket) and ours.bucket[0] == 0 and sum(ours.bucket) == values.numel()
+    assert list(ours.bucket_limit) == pytest.approx(list(numpy.bucket_limit), rel=1e-12, abs=1e-15)
 
 
 def test_the_graph(fitted: tuple[Path, EpochMetrics, dict[str, float]]) -> None:
