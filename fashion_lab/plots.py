@@ -315,14 +315,20 @@ def _to_uint8(images: Tensor) -> Tensor:
 
 
 # matplotlib's "RdBu_r": ColorBrewer's 11-step RdBu (matplotlib's _cm._RdBu_data) reversed, blue below 0 and red
-# above, spread over an odd number of entries so that 0 falls exactly on the middle one, the map's centre colour
+# above, spread over an odd number of entries so that 0 falls exactly on the middle one, the map's centre colour.
+# The units image is a palette PNG (a third of an RGB one's bytes, which TensorBoard's writer checksums in Python):
+# 239 map entries, the grey between tiles, then 16 greys from black to white for the scale's anti-aliased labels.
 RDBU_R_STEPS = [(5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240), (247, 247, 247),
                 (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31)]  # fmt: skip
 RDBU_R = np.stack(
-    [np.interp(np.linspace(0, 1, 255), np.linspace(0, 1, 11), c) for c in zip(*RDBU_R_STEPS, strict=True)]
+    [np.interp(np.linspace(0, 1, 239), np.linspace(0, 1, 11), c) for c in zip(*RDBU_R_STEPS, strict=True)]
 )
-RDBU_R = RDBU_R.T.round().astype(np.uint8)  # (255, 3); RDBU_R[127] is weight 0
+RDBU_R = RDBU_R.T.round().astype(np.uint8)  # (239, 3); RDBU_R[119] is weight 0
 UNIT_GAP, UNIT_BACKGROUND, SCALE_HEIGHT = 2, 96, 20  # pixels between tiles, their grey, the scale's strip below
+TEXT_SHADES = np.linspace(0, 255, 16).round()  # black ... white, the canvas
+TEXT_GREYS = np.repeat(TEXT_SHADES[:, None], 3, axis=1)
+UNITS_PALETTE = np.vstack([RDBU_R, [(UNIT_BACKGROUND,) * 3], TEXT_GREYS]).astype(np.uint8)  # 256 entries
+GAP_INDEX, WHITE_INDEX = len(RDBU_R), len(UNITS_PALETTE) - 1
 
 
 def units_grid_columns(units: int) -> int:
@@ -336,6 +342,7 @@ def dense_units_figure(kernel: Tensor, tile: tuple[int, int]) -> Image.Image:
     |w| (a few large weights would leave every other pixel near white), beyond it the map's ends.
 
     Each tile is 1 px per input pixel, UNIT_GAP grey pixels apart: 128 units of 28 × 28 are 482 × 242 px of tiles.
+    A palette ("P") image with UNITS_PALETTE.
     """
     weights = kernel.detach().float().cpu().numpy()  # numpy: one thread, no torch thread pool to wake per epoch
     units, (height, width) = weights.shape[0], tile
@@ -343,30 +350,36 @@ def dense_units_figure(kernel: Tensor, tile: tuple[int, int]) -> Image.Image:
     nrows = -(-units // ncols)
     size = np.abs(weights)
     bound = float(np.quantile(size, 0.99)) or float(size.max()) or 1.0  # all zero: every tile the centre colour
-    grey = len(RDBU_R)  # the palette's entry after the colour map
-    tiles = np.full((nrows * ncols, height, width), grey, dtype=np.uint8)
-    tiles[:units] = np.rint(weights / bound * 127 + 127).clip(0, 254).reshape(units, height, width)
-    grid = np.full((nrows, height + UNIT_GAP, ncols, width + UNIT_GAP), grey, dtype=np.uint8)
+    centre = len(RDBU_R) // 2
+    tiles = np.full((nrows * ncols, height, width), GAP_INDEX, dtype=np.uint8)
+    tiles[:units] = np.rint(weights / bound * centre + centre).clip(0, 2 * centre).reshape(units, height, width)
+    grid = np.full((nrows, height + UNIT_GAP, ncols, width + UNIT_GAP), GAP_INDEX, dtype=np.uint8)
     grid[:, UNIT_GAP:, :, UNIT_GAP:] = tiles.reshape(nrows, ncols, height, width).transpose(0, 2, 1, 3)
-    grid = np.pad(grid.reshape(nrows * (height + UNIT_GAP), -1), ((0, UNIT_GAP), (0, UNIT_GAP)), constant_values=grey)
-    palette = np.vstack([RDBU_R, [(UNIT_BACKGROUND,) * 3]]).astype(np.uint8)
-    canvas = Image.new("RGB", (grid.shape[1], grid.shape[0] + SCALE_HEIGHT), "white")
-    canvas.paste(Image.fromarray(palette[grid]), (0, 0))
-    _diverging_scale(canvas, bound)
+    grid = grid.reshape(nrows * (height + UNIT_GAP), -1)
+    grid = np.pad(grid, ((0, UNIT_GAP), (0, UNIT_GAP)), constant_values=GAP_INDEX)
+    pixels = np.full((grid.shape[0] + SCALE_HEIGHT, grid.shape[1]), WHITE_INDEX, dtype=np.uint8)
+    pixels[: grid.shape[0]] = grid
+    _diverging_scale(pixels[grid.shape[0] :], bound)
+    canvas = Image.fromarray(pixels, "P")
+    canvas.putpalette(UNITS_PALETTE.tobytes())
     return canvas
 
 
-def _diverging_scale(canvas: Image.Image, bound: float) -> None:
-    """The colour ramp from -bound to +bound in the bottom strip, its two ends labelled."""
-    draw, face = ImageDraw.Draw(canvas), _font(None, 11)
+def _diverging_scale(strip: np.ndarray, bound: float) -> None:
+    """The colour ramp from -bound to +bound in the strip's palette indices, its two ends labelled."""
+    face = _font(None, 11)
     low, high = f"{-bound:.2g}", f"+{bound:.2g}"
     label = max(face.getlength(low), face.getlength(high))
-    top, bottom = canvas.height - SCALE_HEIGHT + 5, canvas.height - 5
-    left, right = round(PAD + label + 4), round(canvas.width - PAD - label - 4)
+    top, bottom = 5, SCALE_HEIGHT - 5
+    left, right = round(PAD + label + 4), round(strip.shape[1] - PAD - label - 4)
     if right - left < 10:  # too narrow for a ramp
         return
-    ramp = RDBU_R[np.linspace(0, 254, right - left).round().astype(int)]  # (width, 3): one colour per column
-    canvas.paste(Image.fromarray(np.repeat(ramp[None], bottom - top, axis=0)), (left, top))
-    middle = (top + bottom) / 2
-    draw.text((left - 4, middle), low, fill="black", font=face, anchor="rm")
-    draw.text((right + 4, middle), high, fill="black", font=face, anchor="lm")
+    strip[top:bottom, left:right] = np.linspace(0, len(RDBU_R) - 1, right - left).round().astype(np.uint8)
+    # the labels drawn anti-aliased as coverage, then each covered pixel as one of the 16 shades, white to black
+    text = Image.new("L", (strip.shape[1], strip.shape[0]))
+    draw, middle = ImageDraw.Draw(text), (top + bottom) / 2
+    draw.text((left - 4, middle), low, fill=255, font=face, anchor="rm")
+    draw.text((right + 4, middle), high, fill=255, font=face, anchor="lm")
+    coverage = np.asarray(text)
+    inked = coverage > 0
+    strip[inked] = WHITE_INDEX - np.rint(coverage[inked] / 255 * (len(TEXT_SHADES) - 1)).astype(np.uint8)

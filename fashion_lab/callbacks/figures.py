@@ -148,10 +148,10 @@ class TensorBoardFigures(L.Callback):
 
 def image_summary(tag: str, figure: Image.Image) -> Summary:
     """The figure as TensorBoard's image summary, a PNG at zlib level 1 (SummaryWriter.add_image would convert the
-    pixels to float and back, and compress harder)."""
+    pixels to float and back, and compress harder); a palette image stays one."""
     from tensorboard.compat.proto.summary_pb2 import Summary  # here, not at import: the CLI imports the callbacks
 
-    png, figure = io.BytesIO(), figure.convert("RGB") if figure.mode != "RGB" else figure
+    png, figure = io.BytesIO(), figure.convert("RGB") if figure.mode not in ("RGB", "P") else figure
     figure.save(png, format="PNG", compress_level=1)
     image = Summary.Image(height=figure.height, width=figure.width, colorspace=3, encoded_image_string=png.getvalue())
     return Summary(value=[Summary.Value(tag=tag, image=image)])  # colorspace 3: RGB
