@@ -3,6 +3,8 @@
     python scripts/benchmark.py                 # 5 rotated rounds on real Fashion-MNIST, then a K49-sized run
     python scripts/benchmark.py --repeats 3 --no-k49
     python scripts/benchmark.py --denormal      # only: `fit` with denormals kept or flushed, plain and with L2
+    python scripts/benchmark.py --against 8257e34   # only: the seed's `fit` at that commit, here, and here without
+                                                    # the weight histograms, hidden units' image and graph
 
 After the rotation, one `fit --trainer.profiler simple` gives the seconds spent in TensorBoardFigures' hooks, and the
 same figures painted and PNG-encoded here, alone, give the CPU seconds of the drawing in them.
@@ -20,6 +22,7 @@ in the official npz format and fits one epoch.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import statistics
@@ -33,12 +36,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
+# `fit` without what the CLI writes for TensorBoard's HISTOGRAMS, IMAGES (the hidden units) and GRAPHS tabs (the graph
+# goes with --trainer.logger.init_args.log_graph false): Lightning skips a hook that is None
+WITHOUT_WEIGHTS = """import sys
+from fashion_lab.callbacks import HiddenUnitsImage, WeightHistograms
+from fashion_lab.cli import cli_main
+WeightHistograms.on_train_epoch_end = HiddenUnitsImage.on_train_epoch_end = None
+cli_main(sys.argv[1:])"""
+# Student's t at 97.5% for n - 1 degrees of freedom: a paired difference beyond t × its standard error is not noise
+T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+
+
+def run(cmd: list[str], cwd: Path, tree: Path = REPO) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process, which must succeed."""
     start = time.perf_counter()
     with open(cwd / "stdout.txt", "w") as out, open(cwd / "stderr.txt", "w") as err:
-        # this checkout's fashion_lab, not whichever one pip installed (the child runs in a temporary folder)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # this checkout's fashion_lab (or `tree`'s), not whichever one pip installed (the child runs in a temporary
+        # folder)
+        env = {**os.environ, "PYTHONPATH": str(tree)}
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the sum over all children
     seconds = time.perf_counter() - start
@@ -47,14 +62,21 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def compare(name: str, programs: dict[str, list[str]], repeats: int, versus: str = "hand-written loop") -> None:
-    """Run the programs in rotation `repeats` times; the first (`versus` names it) is the reference of every ratio."""
+def compare(
+    name: str,
+    programs: dict[str, list[str]],
+    repeats: int,
+    versus: str = "hand-written loop",
+    trees: dict[str, Path] | None = None,
+) -> dict[str, list[float]]:
+    """Run the programs in rotation `repeats` times; the first (`versus` names it) is the reference of every ratio.
+    `trees`: the checkout a program runs (this one by default). Returns each program's seconds, round by round."""
     times: dict[str, list[float]] = {label: [] for label in programs}
     rss: dict[str, list[float]] = {label: [] for label in programs}
     for i in range(repeats):
         for label, cmd in programs.items():
             with tempfile.TemporaryDirectory() as cwd:
-                seconds, peak = run(cmd, Path(cwd))
+                seconds, peak = run(cmd, Path(cwd), (trees or {}).get(label, REPO))
                 out = (Path(cwd) / "stdout.txt").read_text().splitlines()
                 score = next((ln for ln in reversed(out) if ln.startswith(("test acc", "Test (", "0."))), "")
             times[label].append(seconds)
@@ -67,6 +89,45 @@ def compare(name: str, programs: dict[str, list[str]], repeats: int, versus: str
     for label, median in medians.items():
         print(f"| {label} | {median:.2f} s | {max(rss[label]):.0f} MiB | {median / reference:.2f}× |")
     print()
+    return times
+
+
+def paired_difference(label: str, times: list[float], reference: list[float]) -> str:
+    """`label`'s seconds minus the reference's, round by round (the same round ran both under the same load): mean
+    ± sd, and whether the mean is beyond noise (|mean| > t × sd / √n, Student's t at 97.5%)."""
+    differences = [t - r for t, r in zip(times, reference, strict=True)]
+    mean, n = statistics.mean(differences), len(differences)
+    sd = statistics.stdev(differences) if n > 1 else float("nan")
+    margin = T_975.get(n - 1, 2.0) * sd / math.sqrt(n)
+    verdict = "beyond noise" if abs(mean) > margin else "within noise"
+    slower = sum(d > 0 for d in differences)
+    return f"{label}: {mean:+.2f} ± {sd:.2f} s a round ({verdict}: ±{margin:.2f} s; slower in {slower} of {n} rounds)"
+
+
+def against(revision: str, fit: list[str], repeats: int) -> None:
+    """The seed's `fit` at `revision` (with its own config), in this checkout, and here without the weights'
+    TensorBoard output, in rotation; then the differences round by round."""
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        then = f"(a) `fit` at {revision}"
+        programs = {
+            then: [*fit[:5], str(Path(old) / "configs" / "fashion_mnist.yaml"), *fit[6:]],
+            f"(b) `fit` at {head.stdout.strip()}{' with changes' if dirty() else ''}": fit,
+            "(c) (b) without histograms, units image, graph": [
+                sys.executable, "-c", WITHOUT_WEIGHTS, *fit[3:], "--trainer.logger.init_args.log_graph", "false",
+            ],
+        }  # fmt: skip
+        a, b, c = compare(f"The seed's `fit` against {revision}", programs, repeats, "(a)", {then: Path(old)}).values()
+    print(paired_difference(f"(b) - (a), `fit` now against {revision}", b, a))
+    print(paired_difference("(b) - (c), the weight histograms, the hidden units' image and the graph", b, c))
+
+
+def dirty() -> bool:
+    """Whether this checkout has uncommitted changes to tracked files (then (b) is not HEAD as committed)."""
+    status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "-uno"], capture_output=True, text=True)
+    return bool(status.stdout.strip())
 
 
 def figures_profile(fit: list[str]) -> dict[str, float]:
@@ -125,6 +186,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--no-k49", action="store_true", help="skip the K49-sized memory and scaling runs")
     parser.add_argument("--denormal", action="store_true", help="only: `fit` with and without --flush_denormal")
+    parser.add_argument("--against", metavar="REV", help="only: the seed's `fit` at git revision REV against this one")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; torch from {sys.prefix}\n", flush=True)
 
@@ -132,6 +194,9 @@ def main() -> None:
     floor = [sys.executable, str(REPO / "scripts" / "handwritten_loop.py"), *epochs]
     fit = [sys.executable, "-m", "fashion_lab.cli", "fit", "--config", str(REPO / "configs" / "fashion_mnist.yaml")]
     fit += ["--trainer.max_epochs", str(args.epochs)]
+    if args.against:
+        against(args.against, fit, args.repeats)
+        return
     if args.denormal:
         # L2 shrinks unused weights into denormal floats (below 1.2e-38), which x86 multiplies on a slow path
         l2 = ["--model.kernel_regularizer", "l2", "--model.l2", "1e-3"]
