@@ -122,6 +122,10 @@ def against(revision: str, fit: list[str], repeats: int) -> None:
         a, b, c = compare(f"The seed's `fit` against {revision}", programs, repeats, "(a)", {then: Path(old)}).values()
     print(paired_difference(f"(b) - (a), `fit` now against {revision}", b, a))
     print(paired_difference("(b) - (c), the weight histograms, the hidden units' image and the graph", b, c))
+    parts = weights_output_seconds(int(fit[fit.index("--trainer.max_epochs") + 1]))
+    each = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in parts.items())
+    print(f"The same, in one process, written and flushed: {each}")
+    print(f"of which the histograms and the graph: {parts['histograms'] + parts['graph']:.3f} s")
 
 
 def dirty() -> bool:
@@ -160,6 +164,34 @@ def figures_cpu_seconds(epochs: int) -> float:
     for figure in figures:
         image_summary("figure", figure()).SerializeToString()  # what TensorBoardFigures writes
     return time.process_time() - start
+
+
+def weights_output_seconds(epochs: int) -> dict[str, float]:
+    """Wall seconds of what the CLI writes about the weights in a seed `fit`, in this process, each written and
+    flushed (so that TensorBoard's pure-Python checksums, in its writer thread, count): the graph once, with the
+    first trace's imports, then `epochs` times every Dense kernel and bias as a histogram, and the hidden units'
+    image. The weights are the seed network's initial ones: noisier than trained ones, so a larger image."""
+    import lightning as L
+
+    from fashion_lab import HiddenUnitsImage, KerasTensorBoardLogger, MLPClassifier, WeightHistograms
+
+    model, seconds = MLPClassifier(), {}
+    with tempfile.TemporaryDirectory() as folder:
+        logger = KerasTensorBoardLogger(folder, log_graph=True)
+        trainer = L.Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False)
+        writer = logger.experiment
+        start = time.perf_counter()
+        logger.log_graph(model)
+        writer.flush()
+        seconds["graph"] = time.perf_counter() - start
+        for name, callback in (("histograms", WeightHistograms()), ("units image", HiddenUnitsImage())):
+            start = time.perf_counter()
+            for _ in range(epochs):
+                callback.on_train_epoch_end(trainer, model)
+                writer.flush()
+            seconds[name] = time.perf_counter() - start
+        logger.finalize("success")
+    return seconds
 
 
 def epoch_seconds(dm_class: type, data_dir: str) -> float:

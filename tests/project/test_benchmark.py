@@ -42,3 +42,6 @@ def test_benchmark_against_a_commit(tmp_path: Path) -> None:
     for line in differences:  # "...: +0.12 ± 0.30 s a round (within noise: ±2.70 s; slower in 1 of 2 rounds)"
         mean, sd = line.split(": ", 1)[1].split(" s a round")[0].split(" ± ")
         assert abs(float(mean)) < 60 and float(sd) >= 0 and "noise: ±" in line and "of 2 rounds)" in line
+    parts = result.stdout.split("The same, in one process, written and flushed: ")[1].splitlines()[0]
+    assert [part.rsplit(" ", 2)[0] for part in parts.split(", ")] == ["graph", "histograms", "units image"]
+    assert all(0 < float(part.rsplit(" ", 2)[1]) < 60 for part in parts.split(", "))
