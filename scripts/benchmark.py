@@ -32,6 +32,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -171,14 +172,13 @@ def weights_output_seconds(epochs: int) -> dict[str, float]:
     flushed (so that TensorBoard's pure-Python checksums, in its writer thread, count): the graph once, with the
     first trace's imports, then `epochs` times every Dense kernel and bias as a histogram, and the hidden units'
     image. The weights are the seed network's initial ones: noisier than trained ones, so a larger image."""
-    import lightning as L
-
     from fashion_lab import HiddenUnitsImage, KerasTensorBoardLogger, MLPClassifier, WeightHistograms
 
     model, seconds = MLPClassifier(), {}
     with tempfile.TemporaryDirectory() as folder:
         logger = KerasTensorBoardLogger(folder, log_graph=True)
-        trainer = L.Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False)
+        # what the two callbacks read of their trainer
+        trainer = SimpleNamespace(loggers=[logger], is_global_zero=True, current_epoch=0)
         writer = logger.experiment
         start = time.perf_counter()
         logger.log_graph(model)
