@@ -181,6 +181,16 @@ def test_the_colour_map_is_centred_on_zero() -> None:
     assert pixels.shape[:2] == (30 + plots.UNIT_GAP + plots.SCALE_HEIGHT, 3 * 30 + plots.UNIT_GAP)  # 3 units: 3 × 1
 
 
+def test_the_scale_strip_in_the_palette() -> None:
+    """The strip below the tiles: the whole map as a ramp, and its two labels anti-aliased in the palette's greys."""
+    image = dense_units_figure(torch.randn(128, 784, generator=torch.Generator().manual_seed(0)), (28, 28))
+    assert image.mode == "P" and len(image.getpalette()) == 256 * 3
+    strip = np.asarray(image)[-plots.SCALE_HEIGHT :]  # palette indices
+    assert set(range(len(plots.RDBU_R))) <= set(np.unique(strip).tolist())  # every colour of the map, in order
+    greys = np.unique(strip[(strip > plots.GAP_INDEX) & (strip < plots.WHITE_INDEX)])
+    assert len(greys) >= 5 and plots.WHITE_INDEX - 15 in greys  # anti-aliased edges, and black at the glyphs' core
+
+
 def test_colour_map_is_matplotlibs_rdbu_r() -> None:
     from matplotlib import colormaps
 
