@@ -40,6 +40,12 @@ def tensorboard_logger(trainer: L.Trainer) -> TensorBoardLogger | None:
     return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The SummaryWriter of the run's TensorBoard logger, on rank 0; None elsewhere or without one."""
+    logger = tensorboard_logger(trainer)
+    return logger.experiment if logger is not None and trainer.is_global_zero else None
+
+
 class KerasTensorBoardLogger(RunLogger):
     """A RunLogger (TensorBoard, one `version_N` folder per run) that writes Keras' layout.
 

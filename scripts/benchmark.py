@@ -105,25 +105,31 @@ def paired_difference(label: str, times: list[float], reference: list[float]) ->
     return f"{label}: {mean:+.2f} ± {sd:.2f} s a round ({verdict}: ±{margin:.2f} s; slower in {slower} of {n} rounds)"
 
 
-def against(revision: str, fit: list[str], repeats: int) -> None:
+def fit_arguments(tree: Path, epochs: int) -> list[str]:
+    """`fit`'s arguments for the seed's settings, with `tree`'s own config."""
+    return ["fit", "--config", str(tree / "configs" / "fashion_mnist.yaml"), "--trainer.max_epochs", str(epochs)]
+
+
+def against(revision: str, epochs: int, repeats: int) -> None:
     """The seed's `fit` at `revision` (with its own config), in this checkout, and here without the weights'
     TensorBoard output, in rotation; then the differences round by round."""
+    cli, here = [sys.executable, "-m", "fashion_lab.cli"], fit_arguments(REPO, epochs)
     with tempfile.TemporaryDirectory() as old:
         archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], check=True, capture_output=True)
         subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
         then = f"(a) `fit` at {revision}"
         programs = {
-            then: [*fit[:5], str(Path(old) / "configs" / "fashion_mnist.yaml"), *fit[6:]],
-            f"(b) `fit` at {head.stdout.strip()}{' with changes' if dirty() else ''}": fit,
+            then: [*cli, *fit_arguments(Path(old), epochs)],
+            f"(b) `fit` at {head.stdout.strip()}{' with changes' if dirty() else ''}": [*cli, *here],
             "(c) (b) without histograms, units image, graph": [
-                sys.executable, "-c", WITHOUT_WEIGHTS, *fit[3:], "--trainer.logger.init_args.log_graph", "false",
+                sys.executable, "-c", WITHOUT_WEIGHTS, *here, "--trainer.logger.init_args.log_graph", "false",
             ],
         }  # fmt: skip
         a, b, c = compare(f"The seed's `fit` against {revision}", programs, repeats, "(a)", {then: Path(old)}).values()
     print(paired_difference(f"(b) - (a), `fit` now against {revision}", b, a))
     print(paired_difference("(b) - (c), the weight histograms, the hidden units' image and the graph", b, c))
-    parts = weights_output_seconds(int(fit[fit.index("--trainer.max_epochs") + 1]))
+    parts = weights_output_seconds(epochs)
     each = ", ".join(f"{name} {seconds:.3f} s" for name, seconds in parts.items())
     print(f"The same, in one process, written and flushed: {each}")
     print(f"of which the histograms and the graph: {parts['histograms'] + parts['graph']:.3f} s")
@@ -224,10 +230,9 @@ def main() -> None:
 
     epochs = ["--epochs", str(args.epochs)]
     floor = [sys.executable, str(REPO / "scripts" / "handwritten_loop.py"), *epochs]
-    fit = [sys.executable, "-m", "fashion_lab.cli", "fit", "--config", str(REPO / "configs" / "fashion_mnist.yaml")]
-    fit += ["--trainer.max_epochs", str(args.epochs)]
+    fit = [sys.executable, "-m", "fashion_lab.cli", *fit_arguments(REPO, args.epochs)]
     if args.against:
-        against(args.against, fit, args.repeats)
+        against(args.against, args.epochs, args.repeats)
         return
     if args.denormal:
         # L2 shrinks unused weights into denormal floats (below 1.2e-38), which x86 multiplies on a slow path

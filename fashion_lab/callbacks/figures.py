@@ -22,6 +22,7 @@ from fashion_lab.tensorboard import tensorboard_logger
 
 if TYPE_CHECKING:
     from tensorboard.compat.proto.summary_pb2 import Summary
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class TensorBoardFigures(L.Callback):
@@ -124,9 +125,7 @@ class TensorBoardFigures(L.Callback):
         self.wrong_images, self.wrong_titles, self.sheet = [], [], []
 
     def _write(self, tag: str, figure: Image.Image, trainer: L.Trainer) -> None:
-        # where add_image writes (torch 2.14's SummaryWriter; its private _get_file_writer reopens the file that the
-        # logger closed after `fit`, for a test that follows); pinned by tests/project/test_private_members.py
-        self.writer._get_file_writer().add_summary(image_summary(tag, figure), trainer.global_step)
+        write_image(self.writer, tag, figure, trainer.global_step)
 
     def _reset_confmat(self, pl_module: L.LightningModule) -> None:
         # on the model's device here, not in `setup`: Lightning moves the model to a GPU only after `setup`
@@ -144,6 +143,13 @@ class TensorBoardFigures(L.Callback):
         pairs = most_confused(confmat, names, self.top_confused)
         # Markdown list: TensorBoard's text plugin renders it, one pair per line
         self.writer.add_text(f"{stage}/most_confused", "\n".join(f"- {p}" for p in pairs), trainer.global_step)
+
+
+def write_image(writer: SummaryWriter, tag: str, figure: Image.Image, step: int) -> None:
+    """The figure in TensorBoard's IMAGES at `step`, where add_image writes (torch 2.14's SummaryWriter; its private
+    _get_file_writer reopens the file that the logger closed after `fit`, for a test that follows); pinned by
+    tests/project/test_private_members.py."""
+    writer._get_file_writer().add_summary(image_summary(tag, figure), step)
 
 
 def image_summary(tag: str, figure: Image.Image) -> Summary:

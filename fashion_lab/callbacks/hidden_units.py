@@ -11,10 +11,11 @@ import math
 
 import lightning as L
 
-from fashion_lab.callbacks.figures import image_summary
-from fashion_lab.callbacks.histograms import EpochEndOnly, tensorboard_writer
+from fashion_lab.callbacks.figures import write_image
+from fashion_lab.callbacks.histograms import EpochEndOnly
 from fashion_lab.plots import dense_units_figure
 from fashion_lab.summary import dense_layers
+from fashion_lab.tensorboard import tensorboard_writer
 
 
 class HiddenUnitsImage(EpochEndOnly, L.Callback):
@@ -38,5 +39,4 @@ class HiddenUnitsImage(EpochEndOnly, L.Callback):
         if tile is None and side * side != inputs:
             return  # neither an image nor a square: no tiles to draw
         figure = dense_units_figure(first.weight, tile or (side, side))
-        # the file writer's add_summary, as TensorBoardFigures writes its figures (pinned in test_private_members)
-        writer._get_file_writer().add_summary(image_summary(f"weights/{name}/units", figure), trainer.current_epoch)
+        write_image(writer, f"weights/{name}/units", figure, trainer.current_epoch)

@@ -13,16 +13,10 @@ import torch
 from torch import Tensor
 
 from fashion_lab.summary import dense_layers
-from fashion_lab.tensorboard import tensorboard_logger
+from fashion_lab.tensorboard import tensorboard_writer
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
-
-
-def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
-    """The SummaryWriter of the run's TensorBoard logger, on rank 0; None elsewhere or without one."""
-    logger = tensorboard_logger(trainer)
-    return logger.experiment if logger is not None and trainer.is_global_zero else None
 
 
 def write_histogram(writer: SummaryWriter, tag: str, values: Tensor, step: int, bins: int = 30) -> None:

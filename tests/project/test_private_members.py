@@ -46,7 +46,7 @@ def test_slurm_requeue_reads_what_lightnings_signal_connector_reads(monkeypatch)
 
 
 def test_figures_write_where_summary_writers_add_image_writes(tmp_path: Path) -> None:
-    """TensorBoardFigures._write encodes its PNG itself and hands it to SummaryWriter._get_file_writer(), as
+    """callbacks.figures.write_image encodes its PNG itself and hands it to SummaryWriter._get_file_writer(), as
     add_image does; after close() (the logger's finalize, at the end of fit) that call opens a new file."""
     from torch.utils.tensorboard import SummaryWriter
 
