@@ -294,8 +294,8 @@ def page_cache() -> Iterator[Path]:
 
     Gradio deletes the files it tracks when it stops, but leaves their folders and any file it did not track.
     """
-    folder = Path(tempfile.mkdtemp(prefix="fashion-lab-page-", dir=os.environ.get("GRADIO_TEMP_DIR") or None))
     previous = os.environ.get("GRADIO_TEMP_DIR")
+    folder = Path(tempfile.mkdtemp(prefix="fashion-lab-page-", dir=previous or None))
     os.environ["GRADIO_TEMP_DIR"] = str(folder)  # read by Gradio's Blocks and its upload route when they start
     try:
         yield folder

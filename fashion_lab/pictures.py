@@ -121,10 +121,11 @@ def prepare(
     if invert == "always" or (invert == "auto" and background > 0.5):
         grey, background = 1.0 - grey, 1.0 - background
     grey = np.clip((grey - background) / max(1.0 - background, 1e-6), 0.0, 1.0, dtype=np.float32)
-    if not (grey > threshold).any():
+    mask = grey > threshold
+    if not mask.any():
         return np.zeros((28, 28), np.uint8)
     if crop:
-        grey = _crop(grey, threshold)
+        grey = _crop(grey, mask)
     side = 28 - 2 * margin
     # Pillow's bilinear resize widens its filter by the reduction factor: an antialiased (area-like) downscale
     small = np.asarray(Image.fromarray(_pad_to_square(grey), "F").resize((side, side), Image.Resampling.BILINEAR))
@@ -144,9 +145,8 @@ def _border(grey: np.ndarray) -> np.ndarray:
     return np.concatenate([grey[:dh].ravel(), grey[-dh:].ravel(), grey[:, :dw].ravel(), grey[:, -dw:].ravel()])
 
 
-def _crop(grey: np.ndarray, threshold: float) -> np.ndarray:
-    """The bounding box of the pixels above `threshold` (`prepare` has checked that there is one)."""
-    mask = grey > threshold
+def _crop(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The bounding box of the pixels in `mask`, those above the threshold (`prepare` has checked that there is one)."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return grey[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 

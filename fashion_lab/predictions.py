@@ -72,7 +72,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.path = folder / self.file_name
         write_csv_atomic(self.path, header(top_p.shape[1]), rows)
         if any(paths):
-            print(summary_table(paths[: self.show], top_i, top_p, names, blank), end="")
+            print(summary_table(paths[: self.show], top_i, top_p, names, blank[: self.show]), end="")
             if len(rows) > self.show:
                 print(f"... and {len(rows) - self.show:,} more in the CSV")
         else:  # the seed: print("Predict:", pre[0:20]); print("Actual:", y_test[0:20])
@@ -112,15 +112,12 @@ def _top(ids: list[int], ps: list[float], names: list[str]) -> list:
     return [value for i, p in zip(ids, ps, strict=True) for value in (i, names[i], f"{p:.6f}")]
 
 
-def summary_table(
-    paths: list[str], top_i: Tensor, top_p: Tensor, names: list[str], blank: list[bool] | None = None
-) -> str:
+def summary_table(paths: list[str], top_i: Tensor, top_p: Tensor, names: list[str], blank: list[bool]) -> str:
     """One line per file: the file, then its top classes with their probabilities (or that it shows no object)."""
     width = min(48, max(len("file"), *map(len, paths)))
-    blank = blank or [False] * len(paths)
     cells = [
         [NO_OBJECT] if b else [f"{names[i]} {p:.1%}" for i, p in zip(ids, ps, strict=True)]
-        for ids, ps, b in zip(top_i[: len(paths)].tolist(), top_p[: len(paths)].tolist(), blank, strict=False)
+        for ids, ps, b in zip(top_i[: len(paths)].tolist(), top_p[: len(paths)].tolist(), blank, strict=True)
     ]
     cell = max(len(c) for row in cells for c in row) + 2
     ranks = ["prediction", "2nd", "3rd", *(f"{j}th" for j in range(4, top_i.shape[1] + 1))][: top_i.shape[1]]

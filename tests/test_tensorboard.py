@@ -256,3 +256,26 @@ def test_a_full_disk_names_the_run_folder(tmp_path: Path) -> None:
         f"File too large: {logger.log_dir}. Fix: free space there (or lift the file-size limit), then resume with "
         "--ckpt_path last."
     )
+
+
+def test_the_quiet_disk_full_hook_is_installed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cli_main installs it; the second call keeps the first hook, which still passes other errors on."""
+    import errno
+    import threading
+
+    from fashion_lab.cli.user_errors import quiet_disk_full_in_threads
+
+    passed_on = []
+    monkeypatch.setattr(threading, "excepthook", passed_on.append)
+    quiet_disk_full_in_threads()
+    hook = threading.excepthook
+    quiet_disk_full_in_threads()
+    assert threading.excepthook is hook and hook is not passed_on.append
+
+    def report(error: BaseException) -> threading.ExceptHookArgs:
+        return threading.ExceptHookArgs((type(error), error, None, None))
+
+    full, bug = report(OSError(errno.ENOSPC, "No space left on device")), report(ValueError("a bug"))
+    hook(full)
+    hook(bug)
+    assert passed_on == [bug]

@@ -149,7 +149,7 @@ class FashionLabCLI(LightningCLI):
         except (ValueError, TypeError, ImportError, MisconfigurationException) as e:
             # The Trainer checks its own arguments, and every one of them comes from the command line or a config.
             raise ConfigError(lightning_refused(e)) from e
-        if config.get("trainer", {}).get("enable_model_summary") is False:
+        if trainer_config.get("enable_model_summary") is False:
             # Lightning's flag only stops it adding a default summary; the CLI's own is a callback, so drop it here
             trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, KerasSummary)]
         return trainer

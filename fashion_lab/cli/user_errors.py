@@ -22,13 +22,17 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 def quiet_disk_full_in_threads() -> None:
     """A full disk met by a writer thread (TensorBoard writes its event files from one) prints no traceback: the
-    main thread meets the same error at its next flush and reports it as one line."""
+    main thread meets the same error at its next flush and reports it as one line. Idempotent: each `cli_main` in a
+    process calls it, and the hook wraps the previous one once."""
+    if getattr(threading.excepthook, "quiet_disk_full", False):
+        return
     default = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:
         if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL):
             default(args)
 
+    hook.quiet_disk_full = True
     threading.excepthook = hook
 
 
@@ -41,11 +45,11 @@ def user_error_message(e: BaseException) -> str | None:
 def exit_on_user_error(e: BaseException) -> None:
     """For a user's mistake: print its one `error:` line and exit 1. For a bug (or FASHION_LAB_DEBUG=1): return, and
     the caller re-raises it with its traceback."""
-    message = user_error_message(e)
-    if message is None or os.environ.get("FASHION_LAB_DEBUG"):
+    user_error = _user_error(e)
+    if user_error is None or os.environ.get("FASHION_LAB_DEBUG"):
         return
-    hint = f"\n{DEBUG_HINT}" if traceback_helps(_user_error(e)) else ""
-    print(f"error: {message}{hint}", file=sys.stderr)
+    hint = f"\n{DEBUG_HINT}" if traceback_helps(user_error) else ""
+    print(f"error: {_message(user_error)}{hint}", file=sys.stderr)
     sys.exit(1)
 
 
