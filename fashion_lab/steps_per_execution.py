@@ -26,6 +26,17 @@ Batch = tuple[Tensor, Tensor]
 PLATEAU_MONITOR = "val/loss"  # Keras' ReduceLROnPlateau default monitor, val_loss
 
 
+class NoStepHooks:
+    """A mixin for a callback that does nothing inside an optimizer step: Lightning then makes no call into it there.
+
+    Lightning calls each callback's hooks whether overridden or not, ~2 µs each: in the steps_per_execution fast
+    path three per optimizer step (22,500 calls in a seed fit). Lightning 2.6's _call_callback_hooks skips a hook
+    that is not callable (pinned by tests/project/test_private_members.py).
+    """
+
+    on_before_backward = on_after_backward = on_before_optimizer_step = None
+
+
 class StepsPerExecution(L.LightningModule):
     """A LightningModule whose training step also takes a list of mini-batches: one optimizer step for each."""
 

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from fashion_lab.errors import check, positive_integer
 from fashion_lab.plots import confusion_matrix_figure, image_grid_figure, most_confused, prediction_sheet_figure
+from fashion_lab.steps_per_execution import NoStepHooks
 from fashion_lab.tensorboard import tensorboard_logger
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
 
-class TensorBoardFigures(L.Callback):
+class TensorBoardFigures(NoStepHooks, L.Callback):
     """Every validation epoch (not the sanity check) and at test: `<stage>/confusion_matrix` figure and
     `<stage>/most_confused` text; once: `train/sample_inputs`; at test: `test/misclassified` ("pred / true") and
     `test/predictions`, the TF tutorial's figure: the first test images beside their probability bars, blue when

@@ -6,9 +6,10 @@ import lightning as L
 import torch
 
 from fashion_lab.errors import NonFiniteLossError
+from fashion_lab.steps_per_execution import NoStepHooks
 
 
-class FiniteGuard(L.Callback):
+class FiniteGuard(NoStepHooks, L.Callback):
     """Stop `fit` when the training loss becomes NaN or infinite, and never write a checkpoint of non-finite weights.
 
     A run that diverged keeps its last good `last.ckpt`; the error names the epoch, the step and the fix.

@@ -12,13 +12,13 @@ import math
 import lightning as L
 
 from fashion_lab.callbacks.figures import write_image
-from fashion_lab.callbacks.histograms import EpochEndOnly
 from fashion_lab.plots import dense_units_figure
+from fashion_lab.steps_per_execution import NoStepHooks
 from fashion_lab.summary import dense_layers
 from fashion_lab.tensorboard import tensorboard_writer
 
 
-class HiddenUnitsImage(EpochEndOnly, L.Callback):
+class HiddenUnitsImage(NoStepHooks, L.Callback):
     """The first Dense layer's kernel at the end of each training epoch, one 28 × 28 tile per unit (the seed's 128
     hidden units), as `weights/dense/units` in TensorBoard's IMAGES, step = epoch: red pixels raise the unit, blue
     ones lower it, the grey-white centre of the colour map is a weight of 0, on one scale per epoch (±the 99th

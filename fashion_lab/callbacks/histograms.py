@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from fashion_lab.steps_per_execution import NoStepHooks
 from fashion_lab.summary import dense_layers
 from fashion_lab.tensorboard import tensorboard_writer
 
@@ -41,16 +42,7 @@ def write_histogram(writer: SummaryWriter, tag: str, values: Tensor, step: int, 
     )  # fmt: skip
 
 
-class EpochEndOnly:
-    """A mixin for a callback that acts only at epoch ends: it costs nothing per optimizer step."""
-
-    # Lightning calls each callback's hooks whether overridden or not, ~2 µs each: in the steps_per_execution fast
-    # path three per optimizer step (22,500 calls in a seed fit). Lightning 2.6's _call_callback_hooks skips a hook
-    # that is not callable (pinned by tests/project/test_private_members.py).
-    on_before_backward = on_after_backward = on_before_optimizer_step = None
-
-
-class WeightHistograms(EpochEndOnly, L.Callback):
+class WeightHistograms(NoStepHooks, L.Callback):
     """Every Dense kernel and bias as a histogram at the end of each training epoch, step = epoch, as Keras'
     `TensorBoard(histogram_freq=1)` writes them: `weights/dense/kernel`, `weights/dense/bias`, `weights/dense_1/...`
     (Keras' layer names; under `weights/`, as TensorBoard's Time Series sorts its cards by tag and `dense/...` would

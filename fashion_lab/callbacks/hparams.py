@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from fashion_lab.steps_per_execution import NoStepHooks
 from fashion_lab.tensorboard import tensorboard_logger
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ HP_METRICS = {
 }
 
 
-class TensorBoardHParams(L.Callback):
+class TensorBoardHParams(NoStepHooks, L.Callback):
     """TensorBoard's HPARAMS tab for the run: the model's and the data module's hyperparameters, flat, by the names
     the CLI uses (`model.dropout`, `data.batch_size`), with the run's results as metrics: best `val/acc`, the test
     accuracy, loss and balanced accuracy, the epochs run and the wall seconds from the start of `fit` to the end of its

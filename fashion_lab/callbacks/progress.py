@@ -32,6 +32,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 
+from fashion_lab.steps_per_execution import NoStepHooks
+
 Display = Literal["terminal", "notebook", "plain"]
 BAR_WIDTH = 20  # Keras' Progbar(width=20)
 SHORT_NAMES = {"accuracy": "acc"}  # Keras logs metrics=["acc"] under this name
@@ -186,7 +188,7 @@ class Line:
         return (now - self.start) / self.current
 
 
-class KerasProgressBar(ProgressBar):
+class KerasProgressBar(NoStepHooks, ProgressBar):
     """Keras' progress bar for `fit`, `validate`, `test` and `predict`: `Epoch k/N`, then one line per epoch.
 
     The bar counts optimizer steps: a data module with Keras' `steps_per_execution = K` hands over lists of K

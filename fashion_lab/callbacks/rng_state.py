@@ -5,8 +5,10 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from fashion_lab.steps_per_execution import NoStepHooks
 
-class RNGState(L.Callback):
+
+class RNGState(NoStepHooks, L.Callback):
     """Save torch's global RNG (CPU and CUDA) in checkpoints and restore it on resume, so a resumed run's dropout
     masks continue where the saved run was and its weights equal an uninterrupted run's.
 

@@ -118,14 +118,17 @@ def test_no_lightning_module_trainer_attribute() -> None:
 
 
 def test_a_hook_set_to_none_is_not_called() -> None:
-    """WeightHistograms and HiddenUnitsImage set their per-step hooks to None: Lightning 2.6's _call_callback_hooks
+    """The package's callbacks set their per-step hooks to None (NoStepHooks): Lightning 2.6's _call_callback_hooks
     skips a hook that is not callable, so a fast-path fit makes no call into them per optimizer step."""
     from lightning.pytorch.trainer import call
 
-    from fashion_lab.callbacks import HiddenUnitsImage, WeightHistograms
+    from fashion_lab import callbacks
+    from fashion_lab.callbacks import WeightHistograms
 
     assert "if callable(fn):" in inspect.getsource(call._call_callback_hooks)
-    for cls in (WeightHistograms, HiddenUnitsImage):
+    classes = [cls for cls in vars(callbacks).values() if isinstance(cls, type) and issubclass(cls, L.Callback)]
+    assert len(classes) == 7, classes  # one per module of fashion_lab/callbacks/ (test_layout)
+    for cls in classes:
         assert cls.on_before_backward is cls.on_after_backward is cls.on_before_optimizer_step is None
     trainer = L.Trainer(callbacks=[WeightHistograms()], logger=False, enable_progress_bar=False)
     call._call_callback_hooks(trainer, "on_before_backward", None)  # would raise TypeError if it called None
