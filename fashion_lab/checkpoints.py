@@ -113,3 +113,8 @@ def unknown_input_range(module: nn.Module, state_dict: dict, prefix: str, *args:
     """load_state_dict pre-hook: a state dict without the input range (older than it) loads with the range unknown."""
     for name in ("input_low", "input_high"):
         state_dict.setdefault(prefix + name, torch.tensor(float("nan")))
+
+
+def no_best_accuracy_yet(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: a state dict older than `val_acc_best` loads with no best accuracy yet."""
+    state_dict.setdefault(prefix + "val_acc_best.max_value", torch.tensor(float("-inf")))

@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from fashion_lab.checkpoints import range_of_old_checkpoint, unknown_input_range
+from fashion_lab.checkpoints import no_best_accuracy_yet, range_of_old_checkpoint, unknown_input_range
 from fashion_lab.errors import ClassCountError, check
 from fashion_lab.input_range import InputScaleWarning, far_outside
 from fashion_lab.keras.layers import DenseStack
@@ -95,7 +95,7 @@ class MLPClassifier(StepsPerExecution):
         # lightning-hydra-template's `val/acc_best`: in the state dict, so that a resumed fit remembers its best
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
-        self.register_load_state_dict_pre_hook(_no_best_yet)  # older state dicts lack it
+        self.register_load_state_dict_pre_hook(no_best_accuracy_yet)  # older state dicts lack it
 
     def _options(self, group: dict[str, inspect.Parameter]) -> dict[str, Any]:
         """The hparams of one group of `fashion_lab.options`, by keyword."""
@@ -308,11 +308,6 @@ def tag(class_name: str) -> str:
     ('Ankle_boot', 'T-shirt_top', '0_-_zero', 'ゝ')
     """
     return re.sub(r"[\s/]+", "_", class_name)
-
-
-def _no_best_yet(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-    """load_state_dict pre-hook: a state dict older than `val_acc_best` loads with no best accuracy yet."""
-    state_dict.setdefault(prefix + "val_acc_best.max_value", torch.tensor(float("-inf")))
 
 
 def _signature() -> inspect.Signature:
